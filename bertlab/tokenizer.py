@@ -1,0 +1,137 @@
+"""WordPiece tokenizers on the `tokenizers` library: train, load, save.
+
+Every bertlab tokenizer is a plain `tokenizers.Tokenizer` whose post-processor
+builds BERT inputs, so `tokenizer.encode(a, b)` returns
+``[CLS] a [SEP] b [SEP]`` with segment ids in `type_ids`. Special tokens are
+always looked up by their string (`special_ids`), because a trained vocabulary
+puts [PAD] at 0 while Google's uncased vocab.txt puts [CLS] at 101.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+
+SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+TOKENIZER_FILE = "tokenizer.json"
+VOCAB_FILE = "vocab.txt"
+
+
+@dataclass(frozen=True)
+class SpecialIds:
+    pad: int
+    unk: int
+    cls: int
+    sep: int
+    mask: int
+
+
+def special_ids(tokenizer: Tokenizer) -> SpecialIds:
+    ids = {}
+    for name, token in zip(("pad", "unk", "cls", "sep", "mask"), SPECIAL_TOKENS, strict=True):
+        token_id = tokenizer.token_to_id(token)
+        if token_id is None:
+            raise ValueError(f"tokenizer has no {token} token; a BERT vocabulary needs {SPECIAL_TOKENS}")
+        ids[name] = token_id
+    return SpecialIds(**ids)
+
+
+def _bert_pipeline(tokenizer: Tokenizer, lowercase: bool) -> Tokenizer:
+    # strip_accents follows lowercase, as in Google's uncased/cased BERT releases.
+    tokenizer.normalizer = normalizers.BertNormalizer(
+        clean_text=True, handle_chinese_chars=True, strip_accents=lowercase, lowercase=lowercase
+    )
+    tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tokenizer.decoder = decoders.WordPiece(prefix="##")
+    return tokenizer
+
+
+def _add_post_processor(tokenizer: Tokenizer) -> Tokenizer:
+    cls_id, sep_id = tokenizer.token_to_id("[CLS]"), tokenizer.token_to_id("[SEP]")
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]",
+        pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+        special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)],
+    )
+    return tokenizer
+
+
+def train_wordpiece(
+    texts: Iterable[str], vocab_size: int = 8000, lowercase: bool = True, min_frequency: int = 2
+) -> Tokenizer:
+    """Learn a WordPiece vocabulary of at most `vocab_size` entries from `texts`."""
+    tokenizer = _bert_pipeline(Tokenizer(models.WordPiece(unk_token="[UNK]")), lowercase)
+    trainer = trainers.WordPieceTrainer(
+        vocab_size=vocab_size,
+        min_frequency=min_frequency,
+        special_tokens=SPECIAL_TOKENS,
+        continuing_subword_prefix="##",
+        show_progress=False,
+    )
+    tokenizer.train_from_iterator(_batched(texts), trainer=trainer)
+    return _add_post_processor(tokenizer)
+
+
+def _batched(texts: Iterable[str], size: int = 1000) -> Iterator[list[str]]:
+    batch = []
+    for text in texts:
+        batch.append(text)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def load_tokenizer(path: str | Path, lowercase: bool | None = None) -> Tokenizer:
+    """Load `tokenizer.json`, a `vocab.txt`, or a directory holding either.
+
+    A bare vocab.txt says nothing about casing: `lowercase=None` guesses uncased
+    unless the vocabulary contains capitalised words (true of every cased release).
+    """
+    path = Path(path)
+    if path.is_dir():
+        for name in (TOKENIZER_FILE, VOCAB_FILE):
+            if (path / name).exists():
+                return load_tokenizer(path / name, lowercase)
+        raise FileNotFoundError(f"{path}: no {TOKENIZER_FILE} or {VOCAB_FILE} in this directory")
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: tokenizer file not found")
+    if path.suffix == ".json":
+        tokenizer = Tokenizer.from_file(str(path))
+    else:
+        vocab = _read_vocab(path)
+        if lowercase is None:
+            lowercase = not any(token[:1].isupper() for token in vocab if not token.startswith("["))
+        tokenizer = Tokenizer(models.WordPiece(vocab=vocab, unk_token="[UNK]", max_input_chars_per_word=100))
+        tokenizer = _add_post_processor(_bert_pipeline(tokenizer, lowercase))
+    special_ids(tokenizer)  # fail now, naming the missing token, rather than mid-training
+    return tokenizer
+
+
+def _read_vocab(path: Path) -> dict[str, int]:
+    vocab: dict[str, int] = {}
+    with open(path, encoding="utf-8") as lines:
+        for line_number, line in enumerate(lines, 1):
+            token = line.rstrip("\n")
+            if not token:
+                raise ValueError(f"{path}:{line_number}: empty line in a vocabulary file")
+            if token in vocab:
+                raise ValueError(f"{path}:{line_number}: duplicate token {token!r}")
+            vocab[token] = len(vocab)
+    if not vocab:
+        raise ValueError(f"{path}: empty vocabulary file")
+    return vocab
+
+
+def save_tokenizer(tokenizer: Tokenizer, directory: str | Path) -> Path:
+    """Write `tokenizer.json` and `vocab.txt` (ids in order) into `directory`."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    tokenizer.save(str(directory / TOKENIZER_FILE))
+    vocab = sorted(tokenizer.get_vocab(with_added_tokens=True).items(), key=lambda item: item[1])
+    (directory / VOCAB_FILE).write_text("".join(token + "\n" for token, _ in vocab), encoding="utf-8")
+    return directory
