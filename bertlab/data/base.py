@@ -22,7 +22,17 @@ class BertDataModule(pl.LightningDataModule):
 
     def training_texts(self) -> Iterator[str]:
         """Text to learn a WordPiece vocabulary from when no tokenizer is given."""
-        raise NotImplementedError(f"{type(self).__name__} cannot train a tokenizer; set tokenizer.path or model.init")
+        raise NotImplementedError(
+            f"{type(self).__name__} cannot train a tokenizer; set tokenizer.path or model.init"
+        )
+
+    def data_fingerprint(self) -> str:
+        """Identifies `training_texts()`, for caching a vocabulary trained on them."""
+        raise NotImplementedError
+
+    def baseline_metrics(self) -> dict[str, float]:
+        """Trivial-predictor scores on validation data (e.g. majority class), reported beside the model's."""
+        return {}
 
     def module_kwargs(self) -> dict:
         """Keyword arguments the LightningModule needs from the data (e.g. num_labels)."""

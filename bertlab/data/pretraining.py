@@ -1,0 +1,372 @@
+"""Pretraining data: corpus -> sharded sentence-pair instances (cached) -> masked batches."""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import multiprocessing
+import os
+from bisect import bisect_right
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import torch
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from torch.utils.data import DataLoader, Dataset
+
+from bertlab.data.base import BertDataModule
+from bertlab.data.cache import cached_dir, default_cache_dir, entry_info, file_digest, fingerprint
+from bertlab.data.corpus import (
+    corpus_files,
+    python_documentation,
+    python_documentation_id,
+    read_corpus_files,
+    write_documents,
+)
+from bertlab.data.instances import (
+    IS_RANDOM_NEXT,
+    LENGTH_A,
+    LENGTH_B,
+    OFFSET,
+    InstanceSettings,
+    MaskingSettings,
+    build_shard,
+    mask_tokens,
+)
+from bertlab.data.sampling import EpochSampler
+from bertlab.tokenizer import special_ids
+
+log = logging.getLogger(__name__)
+
+MASKING_MODES = ("static", "dynamic")
+
+
+class PretrainingDataModule(BertDataModule):
+    """Masked-LM + NSP batches from `corpus` (a glob; default: Python's own documentation).
+
+    Instances are cached under `cache_dir/pretraining/<key>`, the key hashing the corpus
+    files' contents, the tokenizer and the instance settings; `bertlab-prepare` builds the
+    same entry ahead of time.
+    """
+
+    def __init__(
+        self,
+        corpus: str | list[str] | None = None,
+        max_seq_length: int = 128,
+        batch_size: int = 32,
+        eval_batch_size: int | None = None,
+        short_seq_prob: float = 0.1,
+        dupe_factor: int = 5,
+        masked_lm_prob: float = 0.15,
+        max_predictions_per_seq: int = 20,
+        whole_word_masking: bool = False,
+        masking: str = "static",
+        val_fraction: float = 0.05,
+        chunk_chars: int = 4_000_000,
+        prepare_workers: int | None = None,
+        num_workers: int = 1,
+        pin_memory: bool = False,
+        cache_dir: str | None = None,
+        seed: int = 12345,
+    ):
+        super().__init__()
+        if masking not in MASKING_MODES:
+            raise ValueError(
+                f"task.masking={masking!r}: allowed values are {', '.join(MASKING_MODES)}"
+            )
+        if not 0 < val_fraction < 1:
+            raise ValueError(
+                f"task.val_fraction={val_fraction}: must be between 0 and 1 (exclusive)"
+            )
+        self.corpus = corpus
+        self.batch_size, self.eval_batch_size = batch_size, eval_batch_size or batch_size
+        self.instance_settings = InstanceSettings(max_seq_length, short_seq_prob, dupe_factor, seed)
+        self.masking_settings = MaskingSettings(
+            masked_lm_prob, max_predictions_per_seq, whole_word_masking
+        )
+        self.masking, self.val_fraction, self.chunk_chars = masking, val_fraction, chunk_chars
+        self.prepare_workers = (
+            prepare_workers if prepare_workers is not None else min(4, os.cpu_count() or 1)
+        )
+        self.num_workers, self.pin_memory = num_workers, pin_memory
+        self.cache_dir = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
+        self.seed = seed
+        self.shard_dir: Path | None = None
+
+    # -- text ---------------------------------------------------------------------
+    def corpus_paths(self) -> list[Path]:
+        if self.corpus:
+            return corpus_files(self.corpus)
+        entry = cached_dir(
+            self.cache_dir,
+            "corpus",
+            fingerprint(python_documentation_id()),
+            lambda tmp: {
+                "documents": write_documents(python_documentation(), tmp / "python-docs.txt")
+            },
+        )
+        return [entry / "python-docs.txt"]
+
+    def training_texts(self) -> Iterator[str]:
+        for document in read_corpus_files(self.corpus_paths()):
+            yield from document
+
+    def data_fingerprint(self) -> str:
+        return fingerprint([file_digest(p) for p in self.corpus_paths()])
+
+    # -- preparation --------------------------------------------------------------
+    def prepare_data(self) -> None:
+        self.shard_dir = self.prepared_dir()
+
+    def prepared_dir(self) -> Path:
+        """The cache entry holding this corpus' instances, built first if missing."""
+        files = self.corpus_paths()
+        key = fingerprint(
+            [file_digest(p) for p in files],
+            self.tokenizer.to_str(),
+            self.instance_settings.to_dict(),
+            self.val_fraction,
+            self.chunk_chars,
+        )
+        return cached_dir(
+            self.cache_dir, "pretraining", key, lambda tmp: self._build_shards(files, tmp)
+        )
+
+    def _build_shards(self, files: list[Path], out_dir: Path) -> dict:
+        tasks = self._chunk_tasks(files, out_dir)
+        totals: dict[str, int] = {}
+        with _preparation_progress() as progress:
+            bar = progress.add_task(
+                "preparing pretraining instances", total=sum(p.stat().st_size for p in files)
+            )
+            for counts in _run_tasks(tasks, self.prepare_workers):
+                for name, value in counts.items():
+                    totals[name] = totals.get(name, 0) + value
+                progress.advance(bar, counts["chars"])
+        if not totals.get("train") or not totals.get("val"):
+            raise ValueError(
+                f"corpus {[str(f) for f in files]} yields {totals.get('train', 0)} training and "
+                f"{totals.get('val', 0)} validation instances; it needs more documents "
+                "(one sentence per line, a blank line between documents)"
+            )
+        log.info("prepared %s", totals)
+        return totals
+
+    def _chunk_tasks(self, files: list[Path], out_dir: Path) -> Iterator[dict]:
+        """Stream documents into chunks of about `chunk_chars` characters; memory stays bounded.
+
+        Every k-th document (k = 1 / val_fraction) is held out for validation.
+        """
+        every = max(2, round(1 / self.val_fraction))
+        chunk = {"train": [], "val": [], "chars": 0}
+        chunk_number = 0
+        for doc_number, document in enumerate(read_corpus_files(files)):
+            chunk["val" if doc_number % every == every // 2 else "train"].append(document)
+            chunk["chars"] += sum(len(s) + 1 for s in document) + 1
+            if chunk["chars"] >= self.chunk_chars:
+                yield self._task(chunk, chunk_number, out_dir)
+                chunk, chunk_number = {"train": [], "val": [], "chars": 0}, chunk_number + 1
+        if chunk["train"] or chunk["val"]:
+            yield self._task(chunk, chunk_number, out_dir)
+
+    def _task(self, chunk: dict, number: int, out_dir: Path) -> dict:
+        return {
+            **chunk,
+            "chunk": number,
+            "out_dir": str(out_dir),
+            "tokenizer_json": self.tokenizer.to_str(),
+            "settings": self.instance_settings.to_dict(),
+        }
+
+    # -- loading ------------------------------------------------------------------
+    def setup(self, stage: str | None = None) -> None:
+        if self.shard_dir is None:
+            self.shard_dir = self.prepared_dir()
+        ids = special_ids(self.tokenizer)
+        vocab = self.tokenizer.get_vocab()
+        specials = {ids.pad, ids.unk, ids.cls, ids.sep, ids.mask}
+        word_start = np.ones(self.tokenizer.get_vocab_size(), dtype=bool)
+        for token, token_id in vocab.items():
+            word_start[token_id] = not token.startswith("##")
+        common = {
+            "special": ids,
+            "masking": self.masking_settings,
+            "word_start": word_start,
+            "replacement_ids": np.array(sorted(set(vocab.values()) - specials), dtype=np.int64),
+            "seed": self.seed,
+        }
+        self.train_set = ShardedInstances(
+            sorted(self.shard_dir.glob("train-*.index.npy")),
+            dynamic=self.masking == "dynamic",
+            **common,
+        )
+        self.val_set = ShardedInstances(
+            sorted(self.shard_dir.glob("val-*.index.npy")), dynamic=False, **common
+        )
+
+    def info(self) -> dict:
+        return entry_info(self.shard_dir)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.train_set, self.batch_size, shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.val_set, self.eval_batch_size, shuffle=False)
+
+    def _loader(self, dataset: ShardedInstances, batch_size: int, shuffle: bool) -> DataLoader:
+        return DataLoader(
+            dataset,
+            batch_size=batch_size,
+            sampler=EpochSampler(len(dataset), shuffle=shuffle, seed=self.seed),
+            collate_fn=PretrainingCollator(self.tokenizer.token_to_id("[PAD]")),
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+            pin_memory=self.pin_memory,
+        )
+
+    def baseline_metrics(self) -> dict[str, float]:
+        return {"val/mlm_majority_accuracy": self.majority_baseline()}
+
+    def majority_baseline(self) -> float:
+        """MLM accuracy of always predicting the most frequent masked token of the validation set."""
+        counts: dict[int, int] = {}
+        for i in range(len(self.val_set)):
+            for label in self.val_set[(0, i)]["masked_labels"].tolist():
+                counts[label] = counts.get(label, 0) + 1
+        return max(counts.values()) / sum(counts.values())
+
+
+def _preparation_progress() -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.percentage:>3.0f}%"),
+        TimeElapsedColumn(),
+        transient=True,
+    )
+
+
+def _run_tasks(tasks: Iterator[dict], workers: int) -> Iterator[dict]:
+    """Run `build_shard` over tasks, at most 2 per worker in flight (bounded memory)."""
+    first_two = list(itertools.islice(tasks, 2))
+    tasks = itertools.chain(first_two, tasks)
+    if (
+        workers <= 1 or len(first_two) < 2
+    ):  # one chunk: worker start-up would cost more than it saves
+        yield from map(build_shard, tasks)
+        return
+    # spawn, not fork: the parent may already hold tokenizer thread pools.
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        pending = []
+        for task in tasks:
+            pending.append(pool.submit(build_shard, task))
+            if len(pending) >= 2 * workers:
+                yield pending.pop(0).result()
+        for future in pending:
+            yield future.result()
+
+
+class ShardedInstances(Dataset):
+    """Memory-mapped shards; item `(epoch, index)` -> one masked BERT input.
+
+    Static masking ignores the epoch (each instance always gets the same mask);
+    dynamic masking draws a new mask per epoch. Either way the mask is a pure function
+    of (seed, epoch, index), which makes runs reproducible and resumable.
+    """
+
+    def __init__(
+        self,
+        index_files: list[Path],
+        special,
+        masking: MaskingSettings,
+        word_start: np.ndarray,
+        replacement_ids: np.ndarray,
+        seed: int,
+        dynamic: bool,
+    ):
+        self.special, self.masking, self.seed, self.dynamic = special, masking, seed, dynamic
+        self.word_start, self.replacement_ids = word_start, replacement_ids
+        self.index_files = index_files
+        self._shards: list[tuple[np.ndarray, np.ndarray]] | None = None
+        sizes = [len(np.load(p, mmap_mode="r")) for p in index_files]
+        self.starts = np.cumsum([0, *sizes]).tolist()
+
+    def __len__(self) -> int:
+        return self.starts[-1]
+
+    def _open(self) -> list[tuple[np.ndarray, np.ndarray]]:
+        if self._shards is None:  # opened lazily, so each DataLoader worker maps its own
+            self._shards = [
+                (
+                    np.load(p, mmap_mode="r"),
+                    np.load(str(p).replace(".index.npy", ".tokens.npy"), mmap_mode="r"),
+                )
+                for p in self.index_files
+            ]
+        return self._shards
+
+    def __getitem__(self, item: tuple[int, int]) -> dict[str, np.ndarray]:
+        epoch, index = item
+        shard = bisect_right(self.starts, index) - 1
+        index_rows, tokens = self._open()[shard]
+        offset, length_a, length_b, is_random_next = index_rows[index - self.starts[shard]][
+            [OFFSET, LENGTH_A, LENGTH_B, IS_RANDOM_NEXT]
+        ]
+        pair = tokens[offset : offset + length_a + length_b].astype(np.int64)
+        cls, sep = self.special.cls, self.special.sep
+        input_ids = np.concatenate([[cls], pair[:length_a], [sep], pair[length_a:], [sep]])
+        token_type_ids = np.zeros(len(input_ids), dtype=np.int64)
+        token_type_ids[length_a + 2 :] = 1
+        candidate = np.ones(len(input_ids), dtype=bool)
+        candidate[[0, length_a + 1, len(input_ids) - 1]] = False
+
+        rng = np.random.default_rng([self.seed, epoch if self.dynamic else 0, index])
+        masked, positions, labels = mask_tokens(
+            input_ids,
+            candidate,
+            self.word_start[input_ids],
+            self.masking,
+            self.special.mask,
+            self.replacement_ids,
+            rng,
+        )
+        return {
+            "input_ids": masked,
+            "token_type_ids": token_type_ids,
+            "masked_positions": positions,
+            "masked_labels": labels,
+            "next_sentence_labels": np.int64(is_random_next),
+        }
+
+
+class PretrainingCollator:
+    """Pads to the longest sequence of the batch; masked positions padded with -1."""
+
+    def __init__(self, pad_id: int, pad_to_multiple_of: int = 8):
+        self.pad_id, self.multiple = pad_id, pad_to_multiple_of
+
+    def __call__(self, items: list[dict]) -> dict[str, torch.Tensor]:
+        length = max(len(item["input_ids"]) for item in items)
+        length = -(-length // self.multiple) * self.multiple
+        predictions = max(len(item["masked_positions"]) for item in items)
+        batch = {
+            "input_ids": np.full((len(items), length), self.pad_id, dtype=np.int64),
+            "token_type_ids": np.zeros((len(items), length), dtype=np.int64),
+            "attention_mask": np.zeros((len(items), length), dtype=np.int64),
+            "masked_positions": np.full((len(items), predictions), -1, dtype=np.int64),
+            "masked_labels": np.full((len(items), predictions), -100, dtype=np.int64),
+        }
+        for row, item in enumerate(items):
+            n, k = len(item["input_ids"]), len(item["masked_positions"])
+            batch["input_ids"][row, :n] = item["input_ids"]
+            batch["token_type_ids"][row, :n] = item["token_type_ids"]
+            batch["attention_mask"][row, :n] = 1
+            batch["masked_positions"][row, :k] = item["masked_positions"]
+            batch["masked_labels"][row, :k] = item["masked_labels"]
+        tensors = {name: torch.from_numpy(array) for name, array in batch.items()}
+        tensors["next_sentence_labels"] = torch.tensor(
+            [int(item["next_sentence_labels"]) for item in items]
+        )
+        return tensors

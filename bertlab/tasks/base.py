@@ -1,0 +1,60 @@
+"""What every bertlab LightningModule shares: optimizer and schedule, throughput, the tokenizer in the checkpoint."""
+
+from __future__ import annotations
+
+import time
+
+import pytorch_lightning as pl
+import torch
+from torch import nn
+
+from bertlab.optim import configure_optimizer
+
+
+class BertTaskModule(pl.LightningModule):
+    """Base for task modules. Subclasses build `self.model` (Hugging Face parameter names).
+
+    Constructor arguments are plain values, saved as hyperparameters, so
+    `Subclass.load_from_checkpoint(path)` rebuilds the module without Hydra.
+    """
+
+    model: nn.Module
+
+    def __init__(self, model: dict, optimizer: dict, vocab_size: int, **task_settings):
+        super().__init__()
+        self.save_hyperparameters()
+        self.tokenizer_json: str | None = None  # set by the entry point; saved in every checkpoint
+        self._step_started = 0.0
+
+    @property
+    def network(self) -> nn.Module:
+        """`self.model`, compiled when `model.compile=true` (kept out of the state dict)."""
+        return self.__dict__.get("_compiled_model") or self.model
+
+    def setup(self, stage: str) -> None:
+        if self.hparams.model.get("compile") and "_compiled_model" not in self.__dict__:
+            self.__dict__["_compiled_model"] = torch.compile(self.model)
+
+    def configure_optimizers(self):
+        return configure_optimizer(
+            self.model, self.hparams.optimizer, self.trainer.estimated_stepping_batches
+        )
+
+    # Throughput: samples and real (non-padding) tokens per second of wall time per batch.
+    def on_train_batch_start(self, batch, batch_idx) -> None:
+        self._step_started = time.perf_counter()
+
+    def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
+        seconds = time.perf_counter() - self._step_started
+        if seconds > 0:
+            samples = batch["input_ids"].shape[0]
+            tokens = int(batch["attention_mask"].sum()) if "attention_mask" in batch else samples
+            self.log("train/samples_per_sec", samples / seconds, on_step=True, on_epoch=False)
+            self.log("train/tokens_per_sec", tokens / seconds, on_step=True, on_epoch=False)
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        if self.tokenizer_json is not None:
+            checkpoint["tokenizer"] = self.tokenizer_json
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        self.tokenizer_json = checkpoint.get("tokenizer", self.tokenizer_json)
