@@ -487,7 +487,16 @@ def plot_learning_curves(sweep: Sweep, out_dir: Path) -> list[Path]:
                 points = curves[job.directory].get(metric, [])
                 if points:
                     steps, values = zip(*points, strict=True)
-                    axes.plot(steps, values, color=f"C{colour % 10}", alpha=0.7, label=label)
+                    # markers: a short run may have a single validation point
+                    axes.plot(
+                        steps,
+                        values,
+                        color=f"C{colour % 10}",
+                        alpha=0.7,
+                        marker="o",
+                        markersize=3,
+                        label=label,
+                    )
                     label = None  # one legend entry per configuration, not per seed
         axes.set(xlabel="step", ylabel=metric, title=metric)
         if index == len(metrics) - 1 and len(sweep.configurations) <= 12:
