@@ -16,6 +16,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import yaml
 from omegaconf import OmegaConf
 
 RESULTS_FILE = "results.json"
@@ -27,6 +28,14 @@ SEED_KEY = "seed"
 
 class ReportError(Exception):
     """Nothing to report on, or a request the sweep cannot answer; the message says which."""
+
+
+class UnreadableJob(ValueError):
+    """A job whose files cannot be read; it is skipped and named in the report."""
+
+    def __init__(self, path: Path, reason: str):
+        self.path, self.reason = path, reason
+        super().__init__(f"{path}: {reason}")
 
 
 @dataclass(frozen=True)
@@ -136,25 +145,31 @@ def find_job_dirs(sweep_dir: Path) -> list[Path]:
 def read_overrides(job_dir: Path, results: dict) -> list[str]:
     """The job's command-line overrides; Hydra's own record wins over the copy in results.json."""
     overrides_path = job_dir / OVERRIDES_FILE
-    if overrides_path.is_file():
-        return [str(o) for o in OmegaConf.to_container(OmegaConf.load(overrides_path))]
-    return [str(o) for o in results.get("overrides", [])]
+    if not overrides_path.is_file():
+        return [str(o) for o in results.get("overrides", [])]
+    try:
+        overrides = yaml.safe_load(overrides_path.read_text())
+    except (yaml.YAMLError, UnicodeDecodeError) as error:
+        raise UnreadableJob(overrides_path, f"corrupt overrides.yaml: {error}") from error
+    if not isinstance(overrides, list):
+        raise UnreadableJob(overrides_path, "overrides.yaml is not a list of overrides")
+    return [str(o) for o in overrides]
 
 
 def read_results(job_dir: Path) -> dict:
-    """The parsed `results.json`; ValueError says what is wrong with it."""
+    """The parsed `results.json`; UnreadableJob says what is wrong with it."""
     path = job_dir / RESULTS_FILE
     if not path.is_file():
-        raise ValueError("no results.json (the job failed or is still running)")
+        raise UnreadableJob(path, "no results.json (the job failed or is still running)")
     try:
         results = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise ValueError(f"corrupt results.json: {error}") from error
+        raise UnreadableJob(path, f"corrupt results.json: {error}") from error
     metrics = results.get("metrics") if isinstance(results, dict) else None
     if not isinstance(metrics, dict):
-        raise ValueError("results.json has no 'metrics' mapping")
+        raise UnreadableJob(path, "results.json has no 'metrics' mapping")
     if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in metrics.values()):
-        raise ValueError("results.json 'metrics' holds a value that is not a number")
+        raise UnreadableJob(path, "results.json 'metrics' holds a value that is not a number")
     return results
 
 
@@ -177,17 +192,18 @@ def read_jobs(job_dirs: Iterable[Path]) -> tuple[list[Job], list[SkippedJob]]:
     for job_dir in job_dirs:
         try:
             jobs.append(read_job(job_dir))
-        except ValueError as error:
-            skipped.append(SkippedJob(job_dir / RESULTS_FILE, str(error)))
+        except UnreadableJob as error:
+            skipped.append(SkippedJob(error.path, error.reason))
     return jobs, skipped
 
 
 def task_objective(job_dir: Path) -> tuple[str | None, str | None]:
     """`task.objective` and `task.objective_mode` from the job's saved Hydra config, if any."""
     config_path = job_dir / CONFIG_FILE
-    if not config_path.is_file():
+    try:
+        config = OmegaConf.load(config_path)
+    except (OSError, yaml.YAMLError):  # no usable config: fall back to --objective or a val metric
         return None, None
-    config = OmegaConf.load(config_path)
     return (
         OmegaConf.select(config, "task.objective", default=None),
         OmegaConf.select(config, "task.objective_mode", default=None),

@@ -184,3 +184,12 @@ def test_single_run_directory_is_a_one_job_report(sweep_dir: Path) -> None:
     sweep = load_sweep(sweep_dir / "0")
     assert len(sweep.jobs) == 1
     assert sweep.configurations[0].std("val/accuracy") is None  # one seed: no spread to report
+
+
+def test_corrupt_overrides_file_is_named(sweep_dir: Path, capsys: pytest.CaptureFixture) -> None:
+    overrides = sweep_dir / "5" / ".hydra" / "overrides.yaml"
+    overrides.write_text("- [unclosed\n")
+
+    assert main([str(sweep_dir)]) == 0
+
+    assert f"skipped {overrides}: corrupt overrides.yaml" in capsys.readouterr().err
