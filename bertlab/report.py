@@ -298,6 +298,15 @@ def format_statistic(mean: float | None, std: float | None) -> str:
     return f"{mean:.4f}" if std is None else f"{mean:.4f} ± {std:.4f}"
 
 
+def short_value(value: str) -> str:
+    """Optuna's `2.368863950364079e-05` as `2.369e-05`; the CSV keeps every digit."""
+    try:
+        number = float(value)
+    except ValueError:
+        return value
+    return value if number.is_integer() or len(value) <= 8 else f"{number:.4g}"
+
+
 def table(sweep: Sweep) -> tuple[list[str], list[list[str]]]:
     """Header and rows shared by the Markdown file and the printed table."""
     swept = sweep.swept_keys
@@ -308,7 +317,7 @@ def table(sweep: Sweep) -> tuple[list[str], list[list[str]]]:
         rows.append(
             [
                 str(rank),
-                *(values.get(key, "-") for key in swept),
+                *(short_value(values.get(key, "-")) for key in swept),
                 str(len(configuration.jobs)),
                 *(
                     format_statistic(configuration.mean(m), configuration.std(m))

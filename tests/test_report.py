@@ -193,3 +193,18 @@ def test_corrupt_overrides_file_is_named(sweep_dir: Path, capsys: pytest.Capture
     assert main([str(sweep_dir)]) == 0
 
     assert f"skipped {overrides}: corrupt overrides.yaml" in capsys.readouterr().err
+
+
+def test_long_sampled_values_are_shortened_in_the_table_only(tmp_path: Path) -> None:
+    sweep = tmp_path / "optuna"
+    for job, lr in enumerate(("2.368863950364079e-05", "7.348118405270451e-05")):
+        write_job(
+            sweep / str(job),
+            ["hparams_search=glue_optuna", f"optimizer.lr={lr}"],
+            {"val/accuracy": 0.5 + job / 10},
+        )
+
+    assert main([str(sweep)]) == 0
+
+    assert "| 1 | 7.348e-05 | 1 | 0.6000 |" in (sweep / "report.md").read_text()
+    assert read_csv_report(sweep)[0]["optimizer.lr"] == "7.348118405270451e-05"
