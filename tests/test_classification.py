@@ -356,3 +356,30 @@ def test_a_learnable_task_reaches_high_accuracy_and_reloads_from_its_checkpoint(
         results["last_checkpoint"], map_location="cpu"
     )
     assert module.hparams.label_names == ["0", "1"] and module.hparams.val_splits == ["val"]
+
+
+# ---- recipes reproduce the reference settings (shared/ANCHORS.md) ------------------------------
+
+RECIPES = {
+    # experiment: (task, optimizer, lr, eps, batch, max length, epochs)
+    "glue_mrpc_base": ("glue/mrpc", "bertlab.optim.BertAdam", 2e-5, 1e-6, 32, 128, 3),
+    "glue_rte_base": ("glue/rte", "bertlab.optim.BertAdam", 2e-5, 1e-6, 32, 128, 3),
+    "glue_sst2_base": ("glue/sst2", "bertlab.optim.BertAdam", 2e-5, 1e-6, 16, 128, 4),
+    "glue_mnli_base": ("glue/mnli", "bertlab.optim.BertAdam", 2e-5, 1e-8, 32, 80, 3),
+    "xnli_zh_base": ("xnli", "bertlab.optim.BertAdam", 2e-5, 1e-6, 32, 128, 4),
+    "imdb_base": ("imdb", "torch.optim.AdamW", 5e-5, 1e-6, 32, 128, 3),
+}
+
+
+@pytest.mark.parametrize("experiment", sorted(RECIPES))
+def test_fine_tuning_recipes_carry_the_reference_settings(experiment: str) -> None:
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose("train", overrides=[f"experiment={experiment}"])
+    task, optimizer, lr, eps, batch, length, epochs = RECIPES[experiment]
+    assert (cfg.task.name, cfg.model.name, cfg.optimizer._target_) == (task, "base", optimizer)
+    assert (cfg.optimizer.lr, cfg.optimizer.eps, cfg.optimizer.warmup_ratio) == (lr, eps, 0.1)
+    assert (cfg.task.batch_size, cfg.task.max_seq_length, cfg.trainer.max_epochs) == (
+        batch,
+        length,
+        epochs,
+    )
