@@ -5,10 +5,13 @@ from __future__ import annotations
 import csv
 import json
 import statistics
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import yaml
+from conftest import FAST_PRETRAINING, write_corpus
 
 from bertlab.cli.report import main
 from bertlab.report import load_sweep
@@ -208,3 +211,32 @@ def test_long_sampled_values_are_shortened_in_the_table_only(tmp_path: Path) -> 
 
     assert "| 1 | 7.348e-05 | 1 | 0.6000 |" in (sweep / "report.md").read_text()
     assert read_csv_report(sweep)[0]["optimizer.lr"] == "7.348118405270451e-05"
+
+
+@pytest.mark.slow
+def test_report_numbers_equal_a_real_multiruns_results(tmp_path: Path) -> None:
+    """A 2 x 2 pretraining multirun of bertlab-train, then the report on it."""
+    pytest.importorskip("bertlab.conf")
+    sweep = tmp_path / "multirun"
+    command = [sys.executable, "-m", "bertlab.cli.train", "-m", f"hydra.sweep.dir={sweep}"]
+    command += [
+        f"task.corpus={write_corpus(tmp_path / 'corpus.txt')}",
+        f"cache_dir={tmp_path / 'cache'}",
+    ]
+    command += [*FAST_PRETRAINING, "trainer.max_steps=10", "optimizer.lr=1e-4,1e-3", "seed=1,2"]
+    finished = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=1200)
+    assert finished.returncode == 0, finished.stderr[-3000:]
+
+    assert main([str(sweep)]) == 0
+
+    rows = read_csv_report(sweep)
+    assert sorted(row["optimizer.lr"] for row in rows) == ["0.0001", "0.001"]
+    for row in rows:
+        results = [
+            json.loads((sweep / job / "results.json").read_text()) for job in row["jobs"].split(";")
+        ]
+        objective = [r["metrics"]["val/mlm_accuracy"] for r in results]
+        assert float(row["val/mlm_accuracy_mean"]) == pytest.approx(statistics.fmean(objective))
+        assert float(row["val/mlm_accuracy_std"]) == pytest.approx(statistics.stdev(objective))
+    for name in ("objective_vs_optimizer.lr.png", "learning_curves.png"):
+        assert (sweep / name).is_file()
