@@ -137,6 +137,9 @@ def load_wandb_sweep(path: str | Path) -> dict:
 def main(argv: list[str] | None = None) -> int:
     """Check spec files; exit 2 with one line per problem if any is wrong."""
     paths = sys.argv[1:] if argv is None else argv
+    if not paths:
+        print("usage: python -m bertlab.sweeps SPEC.yaml [SPEC.yaml ...]", file=sys.stderr)
+        return 2
     failed = False
     for path in paths:
         try:
@@ -145,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
         except (SweepSpecError, OSError) as error:
             print(error, file=sys.stderr)
             failed = True
-    return 2 if failed or not paths else 0
+    return 2 if failed else 0
 
 
 if __name__ == "__main__":
