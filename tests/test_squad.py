@@ -9,6 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from hydra import compose, initialize_config_module
+from hydra.core.global_hydra import GlobalHydra
+from omegaconf import DictConfig, open_dict
 
 from bertlab.cli.train import train
 from bertlab.data.errors import DataError
@@ -96,6 +99,21 @@ def qa(qid: str, question: str, context: str, *answers: str) -> dict:
         "question": question,
         "answers": [{"text": text, "answer_start": context.index(text)} for text in answers],
     }
+
+
+@pytest.fixture
+def squad_config(tmp_path):
+    """The composed `train` config with overrides, writing into tmp_path/run and tmp_path/cache."""
+
+    def make(*overrides: str) -> DictConfig:
+        GlobalHydra.instance().clear()
+        with initialize_config_module(config_module="bertlab.conf", version_base="1.3"):
+            cfg = compose("train", overrides=list(overrides))
+        with open_dict(cfg):
+            cfg.run_dir, cfg.cache_dir = str(tmp_path / "run"), str(tmp_path / "cache")
+        return cfg
+
+    return make
 
 
 @pytest.fixture(scope="module")
@@ -419,7 +437,7 @@ def test_metric_scores_each_question_once_whatever_the_order(tmp_path, tokenizer
 
 
 def _train(
-    make_config, tmp_path: Path, version_2: bool, extra: list[str], sizes=(800, 100)
+    squad_config, tmp_path: Path, version_2: bool, extra: list[str], sizes=(800, 100)
 ) -> dict:
     """`bertlab-train task=squad/v1|v2` in-process on a generated set; returns results.json metrics."""
     suffix = "v2.0" if version_2 else "v1.1"
@@ -428,7 +446,7 @@ def _train(
         tmp_path / "data", f"train-{suffix}.json", generated_squad(sizes[0], 0, unanswerable)
     )
     write_squad(tmp_path / "data", f"dev-{suffix}.json", generated_squad(sizes[1], 1, unanswerable))
-    cfg = make_config(
+    cfg = squad_config(
         f"task=squad/{'v2' if version_2 else 'v1'}",
         f"task.data_dir={tmp_path / 'data'}",
         "task.max_seq_length=48", "task.doc_stride=16", "task.max_query_length=8",
@@ -447,22 +465,22 @@ def _train(
     return results["metrics"]
 
 
-def test_task_files_bring_the_reference_recipe(make_config):
-    cfg = make_config("task=squad/v2")
+def test_task_files_bring_the_reference_recipe(squad_config):
+    cfg = squad_config("task=squad/v2")
     assert (cfg.optimizer.lr, cfg.trainer.max_epochs, cfg.task.batch_size) == (3e-5, 2, 12)
     assert (cfg.task.max_seq_length, cfg.task.doc_stride, cfg.task.max_query_length) == (
         384,
         128,
         64,
     )
-    large = make_config("experiment=squad_v2_large")
+    large = squad_config("experiment=squad_v2_large")
     assert (large.task.batch_size, large.trainer.accumulate_grad_batches) == (4, 8)
     assert large.task.null_score_diff_threshold == -2.0 and large.model.num_layers == 24
 
 
-def test_bertlab_train_squad_v2_writes_scores_and_official_files(make_config, tmp_path):
+def test_bertlab_train_squad_v2_writes_scores_and_official_files(squad_config, tmp_path):
     metrics = _train(
-        make_config, tmp_path, version_2=True, extra=["trainer.max_steps=2"], sizes=(24, 12)
+        squad_config, tmp_path, version_2=True, extra=["trainer.max_steps=2"], sizes=(24, 12)
     )
     assert {"val/exact_match", "val/f1", "val/HasAns_exact", "val/NoAns_f1", "val/best_f1"} <= set(
         metrics
@@ -472,12 +490,12 @@ def test_bertlab_train_squad_v2_writes_scores_and_official_files(make_config, tm
 
 
 @pytest.mark.slow
-def test_learns_squad_v1_rule(make_config, tmp_path):
-    metrics = _train(make_config, tmp_path, version_2=False, extra=[])
+def test_learns_squad_v1_rule(squad_config, tmp_path):
+    metrics = _train(squad_config, tmp_path, version_2=False, extra=[])
     assert metrics["val/exact_match"] >= 90.0
 
 
 @pytest.mark.slow
-def test_learns_squad_v2_rule_with_unanswerable_questions(make_config, tmp_path):
-    metrics = _train(make_config, tmp_path, version_2=True, extra=["trainer.max_epochs=3"])
+def test_learns_squad_v2_rule_with_unanswerable_questions(squad_config, tmp_path):
+    metrics = _train(squad_config, tmp_path, version_2=True, extra=["trainer.max_epochs=3"])
     assert metrics["val/HasAns_exact"] > 80.0 and metrics["val/NoAns_exact"] > 80.0
