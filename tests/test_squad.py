@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import random
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +29,8 @@ from bertlab.data.squad import (
 )
 from bertlab.metrics_squad import SquadMetric
 from bertlab.qa_postprocess import DecodingSettings, Window, decode_question, write_answer_files
+from bertlab.squad_eval import evaluate_file
+from bertlab.tasks.qa import QuestionAnsweringModule
 from bertlab.tokenizer import train_wordpiece
 
 WORDS = [
@@ -142,6 +147,19 @@ def test_broken_json_names_file_and_line(tmp_path):
     path.write_text('{"data": [\n  oops]}')
     with pytest.raises(DataError, match=r"dev-v1\.1\.json:2: not valid JSON"):
         read_squad_file(path)
+
+
+def test_missing_local_file_names_task_data_dir(tmp_path):
+    write_squad(tmp_path, "train-v1.1.json", generated_squad(2, 0))
+    with pytest.raises(FileNotFoundError, match=r"task\.data_dir=.*no dev-v1\.1\.json"):
+        QuestionAnsweringDataModule(data_dir=str(tmp_path))
+
+
+def test_no_local_data_and_no_hub_names_task_data_dir(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "datasets", None)  # as if not installed (or offline)
+    datamodule = QuestionAnsweringDataModule(cache_dir=str(tmp_path))
+    with pytest.raises(FileNotFoundError, match=r"set task\.data_dir=DIR"):
+        datamodule.read_split("validation")
 
 
 # ---------------------------------------------------------------- windows
@@ -485,8 +503,24 @@ def test_bertlab_train_squad_v2_writes_scores_and_official_files(squad_config, t
     assert {"val/exact_match", "val/f1", "val/HasAns_exact", "val/NoAns_f1", "val/best_f1"} <= set(
         metrics
     )
-    predictions = json.loads((tmp_path / "run" / "predictions.json").read_text())
-    assert len(predictions) == 12
+    run_dir = tmp_path / "run"
+    predictions = json.loads((run_dir / "predictions.json").read_text())
+    null_odds = json.loads((run_dir / "null_odds.json").read_text())
+    assert len(predictions) == len(null_odds) == 12
+    # The logged scores are the official script's on the written files.
+    dev = json.loads((tmp_path / "data" / "dev-v2.0.json").read_text())
+    official = evaluate_file(dev, predictions, null_odds)
+    assert json.loads((run_dir / "squad_eval.json").read_text()) == official
+    assert metrics["val/f1"] == pytest.approx(official["f1"]) and metrics[
+        "val/best_f1"
+    ] == pytest.approx(official["best_f1"])
+    # The checkpoint rebuilds the module without Hydra or the data.
+    module = QuestionAnsweringModule.load_from_checkpoint(run_dir / "checkpoints" / "last.ckpt")
+    ids = torch.tensor([[2, 7, 3, 9, 3]])
+    start_logits, end_logits = module.model.eval()(ids, torch.zeros_like(ids), torch.ones_like(ids))
+    assert (
+        start_logits.shape == end_logits.shape == (1, 5) and module.hparams.version_2_with_negative
+    )
 
 
 @pytest.mark.slow
@@ -499,3 +533,27 @@ def test_learns_squad_v1_rule(squad_config, tmp_path):
 def test_learns_squad_v2_rule_with_unanswerable_questions(squad_config, tmp_path):
     metrics = _train(squad_config, tmp_path, version_2=True, extra=["trainer.max_epochs=3"])
     assert metrics["val/HasAns_exact"] > 80.0 and metrics["val/NoAns_exact"] > 80.0
+
+
+@pytest.mark.slow
+def test_ddp_on_two_ranks_scores_each_question_once(tmp_path):
+    """Two CPU ranks (gloo): the figures equal the official script's on rank 0's files."""
+    write_squad(tmp_path / "data", "train-v1.1.json", generated_squad(64, 0))
+    dev = write_squad(
+        tmp_path / "data", "dev-v1.1.json", generated_squad(31, 1)
+    )  # odd: uneven ranks
+    run_dir = tmp_path / "run"
+    command = [
+        sys.executable, "-m", "bertlab.cli.train", "task=squad/v1", f"task.data_dir={tmp_path / 'data'}",
+        "task.max_seq_length=48", "task.doc_stride=16", "task.max_query_length=8", "task.eval_batch_size=4",
+        "tokenizer.vocab_size=200", "optimizer.lr=1e-3", "trainer=ddp", "trainer.accelerator=cpu",
+        "trainer.devices=2", "trainer.max_steps=2", "~callbacks.progress_bar", f"hydra.run.dir={run_dir}",
+    ]  # fmt: skip
+    env = {**os.environ, "BERTLAB_CACHE": str(tmp_path / "cache")}
+    subprocess.run(command, check=True, env=env, cwd=tmp_path, capture_output=True, timeout=300)
+    predictions = json.loads((run_dir / "predictions.json").read_text())
+    assert len(predictions) == 31
+    official = evaluate_file(json.loads(dev.read_text()), predictions)
+    metrics = json.loads((run_dir / "results.json").read_text())["metrics"]
+    assert metrics["val/exact_match"] == pytest.approx(official["exact_match"])
+    assert metrics["val/f1"] == pytest.approx(official["f1"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import torch
@@ -11,6 +12,9 @@ from bertlab.metrics_squad import SquadMetric
 from bertlab.model import BertConfig, BertForQuestionAnswering
 from bertlab.qa_postprocess import write_answer_files
 from bertlab.tasks.base import BertTaskModule
+
+# What `bertlab-squad-eval dev.json predictions.json [--na-prob-file null_odds.json]` prints.
+SCORES_FILE = "squad_eval.json"
 
 
 class QuestionAnsweringModule(BertTaskModule):
@@ -68,17 +72,16 @@ class QuestionAnsweringModule(BertTaskModule):
         self.squad_metric.update(batch["feature_index"], start_logits, end_logits)
 
     def on_validation_epoch_end(self) -> None:
-        figures = self.squad_metric.compute()
+        figures = self.squad_metric.compute()  # identical on every rank: computed from all of them
         for name, value in figures.items():
-            self.log(f"val/{name}", value, prog_bar=name in ("exact_match", "f1"))
-        if (
-            self.trainer.is_global_zero
-            and not self.trainer.sanity_checking
-            and self.squad_metric.answers
-        ):
-            write_answer_files(
-                self.squad_metric.answers,
-                Path(self.trainer.default_root_dir),
-                self.hparams.version_2_with_negative,
-            )
+            self.log(f"val/{name}", value, prog_bar=name in ("exact_match", "f1"), sync_dist=True)
+        if self.trainer.is_global_zero and not self.trainer.sanity_checking:
+            self._write_answers(Path(self.trainer.default_root_dir))
         self.squad_metric.reset()
+
+    def _write_answers(self, run_dir: Path) -> None:
+        """The official output files, and the official scores unrounded (logging keeps float32)."""
+        if not self.squad_metric.answers:
+            return
+        write_answer_files(self.squad_metric.answers, run_dir, self.hparams.version_2_with_negative)
+        (run_dir / SCORES_FILE).write_text(json.dumps(self.squad_metric.official, indent=2) + "\n")
