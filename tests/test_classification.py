@@ -383,3 +383,39 @@ def test_fine_tuning_recipes_carry_the_reference_settings(experiment: str) -> No
         length,
         epochs,
     )
+
+
+# ---- the chain: pretrain, then fine-tune from that checkpoint ----------------------------------
+
+
+@pytest.mark.slow
+def test_pretrain_then_fine_tune_from_the_checkpoint(
+    make_config, corpus_file, tmp_path: Path
+) -> None:
+    from conftest import FAST_PRETRAINING
+
+    train(make_config(*FAST_PRETRAINING, f"task.corpus={corpus_file}", "trainer.max_steps=10"))
+    checkpoint = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    pretrained = torch.load(checkpoint, map_location="cpu", weights_only=True)["state_dict"]
+    write_glue_task(tmp_path / "SST-2", "sst2", train=200, dev=40, test=10)
+    cfg = make_config(
+        "task=glue/sst2",
+        f"task.data_dir={tmp_path / 'SST-2'}",
+        f"model.init={checkpoint}",
+        "task.batch_size=16",
+        "task.predict_test=true",
+        "optimizer.lr=1e-3",
+        "trainer.enable_model_summary=false",
+        "~callbacks.progress_bar",
+        run_dir=tmp_path / "fine",
+    )
+    train(cfg)
+    results = json.loads((tmp_path / "fine" / "results.json").read_text())
+    assert results["metrics"]["val/accuracy"] >= 0.9
+    assert (tmp_path / "fine" / "SST-2.tsv").exists()
+    fine_tuned = torch.load(results["last_checkpoint"], map_location="cpu", weights_only=True)[
+        "state_dict"
+    ]
+    name = "model.bert.embeddings.position_embeddings.weight"  # starts from, then moves away from, pretraining
+    assert fine_tuned[name].shape == pretrained[name].shape
+    assert torch.allclose(fine_tuned[name], pretrained[name], atol=0.05)

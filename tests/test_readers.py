@@ -133,10 +133,14 @@ WORDS = [
 ]
 
 
+# One cue word per label; words of the pretraining corpus in conftest, so its vocabulary has them.
+CUES = ["river", "stone", "cloud", "garden", "window", "music"]
+
+
 def keyword_pair(label_index: int, row: int) -> tuple[str, str]:
-    """A sentence pair whose label is learnable: sentence A carries the word `cue<label>`."""
+    """A sentence pair whose label is learnable: sentence A carries the label's cue word."""
     filler = [WORDS[(row * 7 + k * 3) % len(WORDS)] for k in range(3 + row % 5)]
-    return " ".join([*filler[:2], f"cue{label_index}", *filler[2:]]), " ".join(reversed(filler))
+    return " ".join([*filler[:2], CUES[label_index], *filler[2:]]), " ".join(reversed(filler))
 
 
 def glue_rows(task: str, count: int, start: int = 0) -> list[tuple[str, str, str]]:

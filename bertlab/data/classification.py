@@ -135,6 +135,7 @@ class ClassificationDataModule(BertDataModule):
         self.seed = seed
         self.sources = self._split_sources(train_file, val_files or {}, test_files or {})
         self.splits: dict[str, TokenizedSplit] = {}
+        self._entries: dict[str, Path] = {}
 
     # ---- where the data comes from -------------------------------------------------
 
@@ -211,6 +212,8 @@ class ClassificationDataModule(BertDataModule):
         """Cache entries for every split; train first, since it may fix the label names."""
         if self.tokenizer is None:
             raise RuntimeError("set_tokenizer() must be called before preparing the data")
+        if self._entries:  # prepare_data, setup and module_kwargs all ask; hash the files once
+            return self._entries
         entries = {TRAIN: self._cached_split(TRAIN)}
         if self.label_names is None and not self.regression:
             self.label_names = entry_info(entries[TRAIN])["label_names"]
@@ -218,6 +221,7 @@ class ClassificationDataModule(BertDataModule):
             needed = name not in self.test_split_names or self.predict_test
             if name != TRAIN and needed and self.sources[name].available:
                 entries[name] = self._cached_split(name)
+        self._entries = entries
         return entries
 
     def _cached_split(self, name: str) -> Path:
@@ -436,8 +440,9 @@ class FixedBucketSampler(DistributedSampler):
 
     Under DDP, rank r takes every `num_replicas`-th batch. Training pads the batch list
     so every rank steps the same number of times (`even_shards`); evaluation does not,
-    so every example is scored exactly once. It subclasses DistributedSampler only so
-    that Lightning sees it already shards and does not wrap it.
+    so every example is scored exactly once. bertlab trainers set
+    `use_distributed_sampler: false`; subclassing DistributedSampler keeps Lightning from
+    wrapping (and sharding a second time) even where a user turns that back on.
     """
 
     def __init__(
