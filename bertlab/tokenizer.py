@@ -13,7 +13,15 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+from tokenizers import (
+    Tokenizer,
+    decoders,
+    models,
+    normalizers,
+    pre_tokenizers,
+    processors,
+    trainers,
+)
 
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 TOKENIZER_FILE = "tokenizer.json"
@@ -34,7 +42,9 @@ def special_ids(tokenizer: Tokenizer) -> SpecialIds:
     for name, token in zip(("pad", "unk", "cls", "sep", "mask"), SPECIAL_TOKENS, strict=True):
         token_id = tokenizer.token_to_id(token)
         if token_id is None:
-            raise ValueError(f"tokenizer has no {token} token; a BERT vocabulary needs {SPECIAL_TOKENS}")
+            raise ValueError(
+                f"tokenizer has no {token} token; a BERT vocabulary needs {SPECIAL_TOKENS}"
+            )
         ids[name] = token_id
     return SpecialIds(**ids)
 
@@ -106,9 +116,12 @@ def load_tokenizer(path: str | Path, lowercase: bool | None = None) -> Tokenizer
         vocab = _read_vocab(path)
         if lowercase is None:
             lowercase = not any(token[:1].isupper() for token in vocab if not token.startswith("["))
-        tokenizer = Tokenizer(models.WordPiece(vocab=vocab, unk_token="[UNK]", max_input_chars_per_word=100))
+        tokenizer = Tokenizer(
+            models.WordPiece(vocab=vocab, unk_token="[UNK]", max_input_chars_per_word=100)
+        )
+        special_ids(tokenizer)  # fail now, naming the missing token, rather than mid-training
         tokenizer = _add_post_processor(_bert_pipeline(tokenizer, lowercase))
-    special_ids(tokenizer)  # fail now, naming the missing token, rather than mid-training
+    special_ids(tokenizer)
     return tokenizer
 
 
@@ -133,5 +146,7 @@ def save_tokenizer(tokenizer: Tokenizer, directory: str | Path) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     tokenizer.save(str(directory / TOKENIZER_FILE))
     vocab = sorted(tokenizer.get_vocab(with_added_tokens=True).items(), key=lambda item: item[1])
-    (directory / VOCAB_FILE).write_text("".join(token + "\n" for token, _ in vocab), encoding="utf-8")
+    (directory / VOCAB_FILE).write_text(
+        "".join(token + "\n" for token, _ in vocab), encoding="utf-8"
+    )
     return directory

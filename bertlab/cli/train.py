@@ -17,6 +17,7 @@ from omegaconf import DictConfig
 
 from bertlab import pipeline
 from bertlab.cli.errors import exit_on_user_errors
+from bertlab.sweeps import ddp_relaunch_of_this_job
 
 
 def train(cfg: DictConfig, overrides: list[str] | None = None) -> float:
@@ -33,9 +34,11 @@ def train(cfg: DictConfig, overrides: list[str] | None = None) -> float:
     recorder = pipeline.ValidationRecorder()
     trainer = pipeline.build_trainer(cfg, recorder)
     try:
-        trainer.fit(module, datamodule=datamodule, ckpt_path=pipeline.resume_checkpoint(cfg))
-        metrics = pipeline.final_metrics(trainer, module, datamodule, recorder)
-        pipeline.write_results(cfg, trainer, metrics, started, overrides or [])
+        # In a multirun, Lightning's DDP ranks must re-run this job only, in this job's directory.
+        with ddp_relaunch_of_this_job():
+            trainer.fit(module, datamodule=datamodule, ckpt_path=pipeline.resume_checkpoint(cfg))
+            metrics = pipeline.final_metrics(trainer, module, datamodule, recorder)
+            pipeline.write_results(cfg, trainer, metrics, started, overrides or [])
     finally:
         _finish_wandb()
     return metrics.get(cfg.task.objective, float("nan"))

@@ -44,9 +44,7 @@ def file_digest(path: Path, chunk_size: int = 1 << 22) -> str:
     return digest.hexdigest()
 
 
-def cached_dir(
-    root: str | Path, kind: str, key: str, build: Callable[[Path], dict | None]
-) -> Path:
+def cached_dir(root: str | Path, kind: str, key: str, build: Callable[[Path], dict | None]) -> Path:
     """Return `root/kind/key`, calling `build(tmp_dir)` first if it does not exist yet.
 
     `build` fills the directory it is given and may return a dict of facts about the

@@ -28,10 +28,10 @@ def read_documents(lines: Iterable[str], source: str = "<text>") -> Iterator[Doc
     document: Document = []
     for line_number, line in enumerate(lines, 1):
         sentence = line.strip()
-        if len(sentence) > MAX_LINE_CHARS:
+        if len(line) > MAX_LINE_CHARS:
             raise DataError(
                 source,
-                f"line of {len(sentence):,} characters (limit {MAX_LINE_CHARS:,}); "
+                f"line of {len(line.rstrip(chr(10))):,} characters (limit {MAX_LINE_CHARS:,}); "
                 "the format is one sentence per line",
                 line_number,
             )

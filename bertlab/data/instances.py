@@ -77,14 +77,19 @@ def _instances_from_document(documents, doc_index, settings: InstanceSettings, r
         chunk.append(document[i])
         chunk_length += len(document[i])
         if i == len(document) - 1 or chunk_length >= target_length:
+            is_random_next = rng.random() < 0.5
+            if len(chunk) == 1 and not is_random_next and i + 1 < len(document):
+                # One sentence cannot be cut into A and B: the next one becomes B. The original
+                # script made such pairs random instead, which skews NSP labels towards "random".
+                i += 1
+                chunk.append(document[i])
+            is_random_next = is_random_next or len(chunk) == 1  # the document's last sentence
             a_end = 1 if len(chunk) < 2 else rng.randint(1, len(chunk) - 1)
             tokens_a = [t for sentence in chunk[:a_end] for t in sentence]
-            if len(chunk) == 1 or rng.random() < 0.5:
-                is_random_next = True
+            if is_random_next:
                 tokens_b = _random_segment(documents, doc_index, target_length - len(tokens_a), rng)
                 i -= len(chunk) - a_end  # the unused sentences start the next chunk
             else:
-                is_random_next = False
                 tokens_b = [t for sentence in chunk[a_end:] for t in sentence]
             truncate_pair(tokens_a, tokens_b, max_num_tokens, rng)
             instances.append((tokens_a, tokens_b, is_random_next))

@@ -227,15 +227,19 @@ class PretrainingDataModule(BertDataModule):
         )
 
     def baseline_metrics(self) -> dict[str, float]:
-        return {"val/mlm_majority_accuracy": self.majority_baseline()}
-
-    def majority_baseline(self) -> float:
-        """MLM accuracy of always predicting the most frequent masked token of the validation set."""
-        counts: dict[int, int] = {}
+        """Accuracy of always predicting the most frequent masked token / the more frequent NSP label."""
+        token_counts: dict[int, int] = {}
+        random_next = 0
         for i in range(len(self.val_set)):
-            for label in self.val_set[(0, i)]["masked_labels"].tolist():
-                counts[label] = counts.get(label, 0) + 1
-        return max(counts.values()) / sum(counts.values())
+            item = self.val_set[(0, i)]
+            random_next += int(item["next_sentence_labels"])
+            for label in item["masked_labels"].tolist():
+                token_counts[label] = token_counts.get(label, 0) + 1
+        random_share = random_next / len(self.val_set)
+        return {
+            "val/mlm_majority_accuracy": max(token_counts.values()) / sum(token_counts.values()),
+            "val/nsp_majority_accuracy": max(random_share, 1 - random_share),
+        }
 
 
 def _preparation_progress() -> Progress:

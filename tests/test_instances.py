@@ -1,0 +1,139 @@
+"""The create_pretraining_data recipe: pairs, NSP balance, truncation and masking statistics."""
+
+import random
+
+import numpy as np
+import pytest
+
+from bertlab.data.instances import (
+    InstanceSettings,
+    MaskingSettings,
+    create_instances,
+    mask_tokens,
+    truncate_pair,
+)
+
+MASK_ID = 4
+
+
+def documents(count: int = 40, seed: int = 0) -> list[list[list[int]]]:
+    """Document d uses only token ids in [1000 d, 1000 d + 999], sentence s of it starts at 1000 d + 50 s."""
+    rng = random.Random(seed)
+    docs = []
+    for d in range(count):
+        sentences = []
+        for s in range(rng.randint(2, 9)):
+            start = 1000 * d + 50 * s
+            sentences.append(list(range(start, start + rng.randint(3, 30))))
+        docs.append(sentences)
+    return docs
+
+
+def test_instances_pair_real_and_random_next_segments():
+    settings = InstanceSettings(max_seq_length=64, short_seq_prob=0.1, dupe_factor=5, seed=1)
+    instances = create_instances(documents(), settings, random.Random(1))
+    labels = np.array([is_random for _, _, is_random in instances])
+    assert len(instances) > 300
+    assert 0.45 < labels.mean() < 0.60  # 50/50, plus single-sentence chunks that must be random
+
+    for tokens_a, tokens_b, is_random_next in instances:
+        assert tokens_a and tokens_b
+        assert len(tokens_a) + len(tokens_b) <= settings.max_seq_length - 3
+        same_document = tokens_a[0] // 1000 == tokens_b[0] // 1000
+        assert same_document != is_random_next  # random segments always come from another document
+        assert all(t // 1000 == tokens_a[0] // 1000 for t in tokens_a)
+        if not is_random_next:
+            assert max(tokens_a) < min(tokens_b)  # B follows A in the document
+
+
+def test_short_seq_prob_produces_short_instances():
+    long_docs = [
+        [list(range(1000 * d + 50 * s, 1000 * d + 50 * s + 20)) for s in range(12)]
+        for d in range(30)
+    ]
+    lengths = lambda p: [  # noqa: E731
+        len(a) + len(b)
+        for a, b, _ in create_instances(long_docs, InstanceSettings(128, p, 3, 0), random.Random(0))
+    ]
+    assert np.mean(np.array(lengths(0.0)) < 60) < 0.15
+    assert np.mean(np.array(lengths(0.5)) < 60) > 0.25
+
+
+def test_truncation_removes_from_the_longer_segment():
+    a, b = list(range(10)), list(range(100, 103))
+    truncate_pair(a, b, 8, random.Random(0))
+    assert len(a) + len(b) == 8 and b == [100, 101, 102]
+    assert set(a) <= set(range(10))
+
+
+def test_a_single_document_cannot_make_nsp_pairs():
+    with pytest.raises(ValueError, match="at least 2 documents"):
+        create_instances(documents(1), InstanceSettings(), random.Random(0))
+
+
+def test_masking_statistics_match_15_percent_and_80_10_10():
+    settings = MaskingSettings(
+        masked_lm_prob=0.15, max_predictions_per_seq=80, whole_word_masking=False
+    )
+    replacement_ids = np.arange(5, 30000)
+    rng = np.random.default_rng(0)
+    chosen = masked = kept = randomized = total = 0
+    for _ in range(3000):
+        length = int(rng.integers(20, 128))
+        input_ids = rng.integers(5, 30000, size=length)
+        candidate = np.ones(length, dtype=bool)
+        candidate[[0, length - 1]] = False
+        out, positions, labels = mask_tokens(
+            input_ids, candidate, None, settings, MASK_ID, replacement_ids, rng
+        )
+        assert candidate[positions].all() and np.array_equal(labels, input_ids[positions])
+        assert np.array_equal(np.delete(out, positions), np.delete(input_ids, positions))
+        total += length
+        chosen += len(positions)
+        masked += int((out[positions] == MASK_ID).sum())
+        kept += int((out[positions] == input_ids[positions]).sum())
+        randomized += int(
+            ((out[positions] != MASK_ID) & (out[positions] != input_ids[positions])).sum()
+        )
+    assert chosen / total == pytest.approx(0.15, abs=0.005)
+    assert masked / chosen == pytest.approx(0.8, abs=0.015)
+    assert kept / chosen == pytest.approx(0.1, abs=0.01)
+    assert randomized / chosen == pytest.approx(0.1, abs=0.01)
+
+
+def test_max_predictions_per_seq_caps_the_masks():
+    settings = MaskingSettings(masked_lm_prob=0.5, max_predictions_per_seq=7)
+    input_ids = np.arange(5, 105)
+    _, positions, _ = mask_tokens(
+        input_ids,
+        np.ones(100, bool),
+        None,
+        settings,
+        MASK_ID,
+        np.arange(5, 200),
+        np.random.default_rng(0),
+    )
+    assert len(positions) == 7
+
+
+def test_whole_word_masking_masks_every_piece_of_a_word():
+    # words of 3 pieces each: a word starts at every third position
+    input_ids = np.arange(100, 160)
+    word_start = (np.arange(60) % 3) == 0
+    settings = MaskingSettings(
+        masked_lm_prob=0.15, max_predictions_per_seq=20, whole_word_masking=True
+    )
+    for seed in range(50):
+        _, positions, _ = mask_tokens(
+            input_ids,
+            np.ones(60, bool),
+            word_start,
+            settings,
+            MASK_ID,
+            np.arange(5, 99),
+            np.random.default_rng(seed),
+        )
+        words = set(positions // 3)
+        assert (
+            len(positions) == 3 * len(words) == 9
+        )  # round(60 * 0.15) = 9 pieces, whole words only

@@ -1,0 +1,153 @@
+"""End to end: a short pretraining run lowers the loss and leaves a self-contained run dir."""
+
+import csv
+import json
+import subprocess
+import sys
+import textwrap
+
+import pytest
+from conftest import FAST_PRETRAINING
+
+from bertlab.cli.train import train
+
+
+def train_losses(run_dir) -> list[float]:
+    with open(run_dir / "csv" / "metrics.csv") as handle:
+        return [float(row["train/loss"]) for row in csv.DictReader(handle) if row.get("train/loss")]
+
+
+@pytest.fixture
+def finished_run(make_config, corpus_file, tmp_path):
+    cfg = make_config(*FAST_PRETRAINING, f"task.corpus={corpus_file}")
+    objective = train(cfg, overrides=["trainer.max_steps=30"])
+    return cfg, objective, tmp_path / "run"
+
+
+def test_short_run_lowers_loss_and_writes_results(finished_run):
+    cfg, objective, run_dir = finished_run
+    losses = train_losses(run_dir)
+    assert len(losses) >= 5 and losses[-1] < losses[0] - 0.5
+
+    results = json.loads((run_dir / "results.json").read_text())
+    assert results["task"] == "pretrain" and results["steps"] == 30
+    assert results["overrides"] == ["trainer.max_steps=30"]
+    assert results["wall_seconds"] > 0
+    metrics = results["metrics"]
+    assert {"val/mlm_accuracy", "val/nsp_accuracy", "val/loss", "val/mlm_majority_accuracy"} <= set(
+        metrics
+    )
+    assert objective == metrics["val/mlm_accuracy"]
+    assert results["last_checkpoint"].endswith("checkpoints/last.ckpt")
+    assert results["best_checkpoint"].endswith("checkpoints/best.ckpt")
+    for name in ("last.ckpt", "best.ckpt", "tokenizer.json", "vocab.txt"):
+        assert (run_dir / "checkpoints" / name).exists(), name
+
+
+def test_checkpoint_reloads_in_a_plain_python_session(finished_run):
+    _, _, run_dir = finished_run
+    script = textwrap.dedent(
+        f"""
+        import torch
+        from tokenizers import Tokenizer
+        from bertlab.tasks.pretrain import PretrainingModule
+        module = PretrainingModule.load_from_checkpoint({str(run_dir / "checkpoints" / "last.ckpt")!r})
+        tokenizer = Tokenizer.from_str(module.tokenizer_json)
+        encoding = tokenizer.encode("river stone cloud", "garden window")
+        ids = torch.tensor([encoding.ids]); types = torch.tensor([encoding.type_ids])
+        mlm, nsp = module.model.eval()(ids, types, torch.ones_like(ids))
+        print(tuple(mlm.shape), tuple(nsp.shape), len(ids[0]), module.hparams.vocab_size)
+        """
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    vocab_size = len((run_dir / "checkpoints" / "vocab.txt").read_text().splitlines())
+    printed = result.stdout.strip().splitlines()[-1]
+    length = int(printed.split()[-2])
+    assert printed == f"(1, {length}, {vocab_size}) (1, 2) {length} {vocab_size}"
+    assert length >= 7  # [CLS] 3 words [SEP] 2 words [SEP]
+
+
+def test_resume_continues_from_last_checkpoint(make_config, corpus_file, tmp_path):
+    run_dir = tmp_path / "resumed"
+    train(
+        make_config(
+            *FAST_PRETRAINING, f"task.corpus={corpus_file}", "trainer.max_steps=10", run_dir=run_dir
+        )
+    )
+    cfg = make_config(
+        *FAST_PRETRAINING,
+        f"task.corpus={corpus_file}",
+        "trainer.max_steps=20",
+        "resume=true",
+        run_dir=run_dir,
+    )
+    train(cfg)
+    assert json.loads((run_dir / "results.json").read_text())["steps"] == 20
+
+
+def test_resume_without_checkpoint_says_what_to_set(make_config, corpus_file):
+    cfg = make_config(*FAST_PRETRAINING, f"task.corpus={corpus_file}", "resume=true")
+    with pytest.raises(FileNotFoundError, match="set hydra.run.dir to the run dir"):
+        train(cfg)
+
+
+def test_cli_runs_and_prepare_cache_is_reused(corpus_file, tmp_path):
+    cache = tmp_path / "cache"
+    common = [f"task.corpus={corpus_file}", f"cache_dir={cache}", *FAST_PRETRAINING]
+    prepare = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bertlab.cli.prepare",
+            *common,
+            f"hydra.run.dir={tmp_path / 'prep'}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert prepare.returncode == 0, prepare.stderr
+    assert "train:" in prepare.stdout and "val:" in prepare.stdout
+    entries = list((cache / "pretraining").iterdir())
+
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bertlab.cli.train",
+            *common,
+            "trainer.max_steps=3",
+            f"hydra.run.dir={tmp_path / 'run'}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stderr
+    assert list((cache / "pretraining").iterdir()) == entries  # reused, not rebuilt
+    results = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert results["steps"] == 3 and f"task.corpus={corpus_file}" in results["overrides"]
+    assert (tmp_path / "run" / ".hydra" / "config.yaml").exists()
+
+
+def test_missing_corpus_is_a_one_line_error(tmp_path):
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bertlab.cli.train",
+            f"task.corpus={tmp_path}/nothing*.txt",
+            f"hydra.run.dir={tmp_path / 'run'}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 2
+    assert (
+        run.stderr.strip().splitlines()[-1]
+        == f"error: {tmp_path}/nothing*.txt: task.corpus matches no file"
+    )
