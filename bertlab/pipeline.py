@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import logging
+import netrc
+import os
 import time
 from pathlib import Path
 
@@ -91,12 +93,74 @@ def build_module(
     return module
 
 
-def build_trainer(cfg: DictConfig, recorder: pl.Callback) -> pl.Trainer:
-    loggers = (
-        [instantiate(section) for section in cfg.logger.values()] if cfg.get("logger") else False
-    )
+def build_trainer(
+    cfg: DictConfig, recorder: pl.Callback, overrides: list[str] | None = None
+) -> pl.Trainer:
+    loggers = build_loggers(cfg, overrides or [])
     callbacks = [instantiate(section) for section in cfg.callbacks.values() if section is not None]
-    return instantiate(cfg.trainer, logger=loggers, callbacks=[*callbacks, recorder])
+    return instantiate(cfg.trainer, logger=loggers or False, callbacks=[*callbacks, recorder])
+
+
+def build_loggers(cfg: DictConfig, overrides: list[str]) -> list:
+    """Instantiate `cfg.logger`; each logger is given the whole resolved config as its run config."""
+    loggers = []
+    for section in (cfg.get("logger") or {}).values():
+        settings = to_dict(section)
+        if settings["_target_"].endswith("WandbLogger"):
+            settings = wandb_settings(settings, cfg, overrides)
+        loggers.append(instantiate(settings))
+    resolved = to_dict(cfg)
+    for logger in loggers:
+        logger.log_hyperparams(resolved)
+    return loggers
+
+
+def wandb_settings(settings: dict, cfg: DictConfig, overrides: list[str]) -> dict:
+    """W&B defaults that make sweeps readable and runs unattended.
+
+    Named by the job's overrides, grouped by the multirun it belongs to, offline (no prompt)
+    without credentials unless WANDB_MODE says otherwise, and the same run continued on resume.
+    """
+    settings = dict(settings)
+    if not settings.get("name"):
+        settings["name"] = " ".join(overrides) or Path(cfg.run_dir).name
+    if not settings.get("group"):
+        settings["group"] = _sweep_name()
+    if not settings.get("mode"):
+        settings["mode"] = os.environ.get("WANDB_MODE") or (
+            "online" if _wandb_credentials() else "offline"
+        )
+    run_id = _wandb_run_id_to_resume(cfg)
+    if run_id:
+        settings.update(id=run_id, resume="allow")
+    return settings
+
+
+def _sweep_name() -> str | None:
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
+        return str(Path(HydraConfig.get().sweep.dir))
+    return None
+
+
+def _wandb_credentials() -> bool:
+    if os.environ.get("WANDB_API_KEY"):
+        return True
+    try:
+        return netrc.netrc().authenticators("api.wandb.ai") is not None
+    except (FileNotFoundError, netrc.NetrcParseError):
+        return False
+
+
+def _wandb_run_id_to_resume(cfg: DictConfig) -> str | None:
+    last = Path(cfg.run_dir) / "checkpoints" / "last.ckpt"
+    if not cfg.resume or not last.exists():
+        return None
+    from bertlab.checkpoint import load_checkpoint
+
+    return load_checkpoint(last).get("wandb_run_id")
 
 
 class ValidationRecorder(pl.Callback):

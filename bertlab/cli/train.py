@@ -32,7 +32,7 @@ def train(cfg: DictConfig, overrides: list[str] | None = None) -> float:
     pipeline.save_run_tokenizer(cfg, tokenizer)
 
     recorder = pipeline.ValidationRecorder()
-    trainer = pipeline.build_trainer(cfg, recorder)
+    trainer = pipeline.build_trainer(cfg, recorder, overrides)
     try:
         # In a multirun, Lightning's DDP ranks must re-run this job only, in this job's directory.
         with ddp_relaunch_of_this_job():
