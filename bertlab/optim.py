@@ -77,87 +77,72 @@ def warmup_then_decay(warmup_steps: int, total_steps: int, schedule: str = "line
     return multiplier
 
 
-class BertAdam(Optimizer):
+class _AdamFamily(Optimizer):
+    """Adam's moment estimates; subclasses decide how the resulting direction is applied."""
+
+    bias_correction = True
+
+    def __init__(
+        self,
+        params: Iterable,
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-6,
+        weight_decay: float = 0.0,
+    ):
+        super().__init__(
+            params, {"lr": lr, "betas": betas, "eps": eps, "weight_decay": weight_decay}
+        )
+
+    def _direction(self, p: torch.Tensor, group: dict) -> torch.Tensor:
+        """m / (sqrt(v) + eps), plus decoupled weight decay, for parameter p."""
+        beta1, beta2 = group["betas"]
+        state = self.state[p]
+        if not state:
+            state["step"] = 0
+            state["exp_avg"] = torch.zeros_like(p)
+            state["exp_avg_sq"] = torch.zeros_like(p)
+        state["step"] += 1
+        exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
+        exp_avg.mul_(beta1).add_(p.grad, alpha=1 - beta1)
+        exp_avg_sq.mul_(beta2).addcmul_(p.grad, p.grad, value=1 - beta2)
+        if self.bias_correction:
+            exp_avg = exp_avg / (1 - beta1 ** state["step"])
+            exp_avg_sq = exp_avg_sq / (1 - beta2 ** state["step"])
+        update = exp_avg / (exp_avg_sq.sqrt() + group["eps"])
+        if group["weight_decay"]:
+            update.add_(p, alpha=group["weight_decay"])
+        return update
+
+    def _apply(self, p: torch.Tensor, update: torch.Tensor, lr: float) -> None:
+        p.add_(update, alpha=-lr)
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = closure() if closure is not None else None
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is not None:
+                    self._apply(p, self._direction(p, group), group["lr"])
+        return loss
+
+
+class BertAdam(_AdamFamily):
     """Adam without bias correction and with decoupled weight decay: the original BERT optimizer.
 
     Dropping bias correction makes the first steps smaller than Adam's, which is why BERT
     fine-tuning recipes tuned on it (e.g. eps 1e-6) differ slightly from AdamW ones.
     """
 
-    def __init__(
-        self,
-        params: Iterable,
-        lr: float = 1e-3,
-        betas: tuple[float, float] = (0.9, 0.999),
-        eps: float = 1e-6,
-        weight_decay: float = 0.0,
-    ):
-        super().__init__(
-            params, {"lr": lr, "betas": betas, "eps": eps, "weight_decay": weight_decay}
-        )
-
-    @torch.no_grad()
-    def step(self, closure=None):
-        loss = closure() if closure is not None else None
-        for group in self.param_groups:
-            beta1, beta2 = group["betas"]
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                state = self.state[p]
-                if not state:
-                    state["exp_avg"] = torch.zeros_like(p)
-                    state["exp_avg_sq"] = torch.zeros_like(p)
-                exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
-                exp_avg.mul_(beta1).add_(p.grad, alpha=1 - beta1)
-                exp_avg_sq.mul_(beta2).addcmul_(p.grad, p.grad, value=1 - beta2)
-                update = exp_avg / (exp_avg_sq.sqrt() + group["eps"])
-                if group["weight_decay"]:
-                    update.add_(p, alpha=group["weight_decay"])
-                p.add_(update, alpha=-group["lr"])
-        return loss
+    bias_correction = False
 
 
-class Lamb(Optimizer):
+class Lamb(_AdamFamily):
     """LAMB (You et al., 2019): Adam direction scaled per tensor by ||w|| / ||update||, for large batches."""
 
-    def __init__(
-        self,
-        params: Iterable,
-        lr: float = 1e-3,
-        betas: tuple[float, float] = (0.9, 0.999),
-        eps: float = 1e-6,
-        weight_decay: float = 0.0,
-    ):
-        super().__init__(
-            params, {"lr": lr, "betas": betas, "eps": eps, "weight_decay": weight_decay}
+    def _apply(self, p: torch.Tensor, update: torch.Tensor, lr: float) -> None:
+        weight_norm, update_norm = p.norm(), update.norm()
+        trust_ratio = (
+            (weight_norm / update_norm).item() if weight_norm > 0 and update_norm > 0 else 1.0
         )
-
-    @torch.no_grad()
-    def step(self, closure=None):
-        loss = closure() if closure is not None else None
-        for group in self.param_groups:
-            beta1, beta2 = group["betas"]
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                state = self.state[p]
-                if not state:
-                    state["step"] = 0
-                    state["exp_avg"] = torch.zeros_like(p)
-                    state["exp_avg_sq"] = torch.zeros_like(p)
-                state["step"] += 1
-                exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
-                exp_avg.mul_(beta1).add_(p.grad, alpha=1 - beta1)
-                exp_avg_sq.mul_(beta2).addcmul_(p.grad, p.grad, value=1 - beta2)
-                corrected_avg = exp_avg / (1 - beta1 ** state["step"])
-                corrected_sq = exp_avg_sq / (1 - beta2 ** state["step"])
-                update = corrected_avg / (corrected_sq.sqrt() + group["eps"])
-                if group["weight_decay"]:
-                    update.add_(p, alpha=group["weight_decay"])
-                weight_norm, update_norm = p.norm(), update.norm()
-                trust_ratio = 1.0
-                if weight_norm > 0 and update_norm > 0:
-                    trust_ratio = (weight_norm / update_norm).item()
-                p.add_(update, alpha=-group["lr"] * trust_ratio)
-        return loss
+        p.add_(update, alpha=-lr * trust_ratio)
