@@ -7,6 +7,7 @@ import os
 import random
 import subprocess
 import sys
+import types
 from pathlib import Path
 
 import numpy as np
@@ -160,6 +161,37 @@ def test_no_local_data_and_no_hub_names_task_data_dir(tmp_path, monkeypatch):
     datamodule = QuestionAnsweringDataModule(cache_dir=str(tmp_path))
     with pytest.raises(FileNotFoundError, match=r"set task\.data_dir=DIR"):
         datamodule.read_split("validation")
+
+
+def test_hub_rows_share_paragraphs_and_are_checked(tmp_path, monkeypatch):
+    context = "Paris is in France."
+    rows = [
+        {
+            "id": "a",
+            "question": "where?",
+            "context": context,
+            "answers": {"text": ["France"], "answer_start": [12]},
+        },
+        {
+            "id": "b",
+            "question": "who?",
+            "context": context,
+            "answers": {"text": [], "answer_start": []},
+        },
+    ]
+    fake_datasets = types.SimpleNamespace(load_dataset=lambda name, split: rows)
+    monkeypatch.setitem(sys.modules, "datasets", fake_datasets)
+    datamodule = QuestionAnsweringDataModule(
+        hub_dataset="rajpurkar/squad_v2", cache_dir=str(tmp_path)
+    )
+    split = datamodule.read_split("validation")
+    assert split.contexts == [context] and [e.is_impossible for e in split.examples] == [
+        False,
+        True,
+    ]
+    rows[0]["answers"]["answer_start"] = [0]
+    with pytest.raises(DataError, match=r"rajpurkar/squad_v2:train: question 'a'"):
+        datamodule.read_split("train")
 
 
 # ---------------------------------------------------------------- windows
