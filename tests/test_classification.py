@@ -161,6 +161,12 @@ def test_module_kwargs_infer_sorted_labels_for_custom_data(tmp_path, tokenizer) 
         "regression": False,
         "val_splits": ["val"],
     }
+    assert datamodule.info() | {"cache": ""} == {
+        "train examples": 9,
+        "val examples": 3,
+        "labels": "a, b, c",
+        "cache": "",
+    }
 
 
 def test_bad_config_is_rejected_before_any_reading(tmp_path) -> None:

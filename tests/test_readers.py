@@ -569,3 +569,9 @@ def test_hub_rows_map_class_ids_to_the_task_label_names(monkeypatch) -> None:
         "contradiction",
     ]  # Hub ids 0, 2; -1 dropped
     assert datamodule.sources["AX"].hub.name == "ax"
+
+
+def test_a_wrong_data_dir_is_named_before_a_tokenizer_is_trained(tmp_path: Path) -> None:
+    datamodule = datamodule_for("glue/cola", tmp_path / "CoLA")
+    with pytest.raises(DataError, match=r"CoLA/train.tsv: not found \(task.data_dir"):
+        datamodule.data_fingerprint()

@@ -27,6 +27,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from bertlab.data.base import BertDataModule
 from bertlab.data.cache import cached_dir, default_cache_dir, entry_info, fingerprint
+from bertlab.data.errors import DataError
 from bertlab.data.readers import (
     HubSplit,
     RawExample,
@@ -271,6 +272,16 @@ class ClassificationDataModule(BertDataModule):
             "val_splits": self.val_split_names,
         }
 
+    def info(self) -> dict:
+        """What `bertlab-prepare` prints: examples per split and the labels."""
+        entries = self._build_all()
+        facts: dict = {
+            f"{name} examples": entry_info(e)["num_examples"] for name, e in entries.items()
+        }
+        facts["labels"] = "regression" if self.regression else ", ".join(self.label_names)
+        facts["cache"] = str(entries[TRAIN].parent)
+        return facts
+
     def baseline_metrics(self) -> dict[str, float]:
         """Accuracy of always answering the training set's most frequent label."""
         if self.regression or not self.splits:
@@ -339,6 +350,8 @@ def source_files(path: Path | None) -> tuple[list[Path], list[str]]:
     """The files a split is read from (hashed for the cache key) and their names."""
     if path is None:  # the Hub: its split name in the key stands for the content
         return [], []
+    if not path.exists():
+        raise DataError(path, "not found (task.data_dir must hold the dataset's official files)")
     if path.is_dir():  # IMDB: one file per review, its label in the directory name
         files = sorted(path.glob("*/*.txt"))
         return files, [str(f.relative_to(path)) for f in files]
