@@ -81,7 +81,7 @@ class SquadMetric(Metric):
         }
 
     def _decode(self, rows: np.ndarray, start_logits: np.ndarray, end_logits: np.ndarray):
-        """Decode the questions that have at least one window here (all of them in a full pass)."""
+        """Decode every question of a full pass; of a partial one (sanity check), those seen."""
         eval_set = self.eval_set
         windows = defaultdict(list)
         for position, row in enumerate(rows):
@@ -94,11 +94,14 @@ class SquadMetric(Metric):
                     length=int(eval_set.lengths[row]),
                 )
             )
-        examples = [eval_set.split.examples[index] for index in sorted(windows)]
+        # A full pass also answers ("") the questions that have no window (an empty context).
+        seen_every_window = len(rows) == len(eval_set.lengths)
+        indexes = range(len(eval_set.split.examples)) if seen_every_window else sorted(windows)
+        examples = [eval_set.split.examples[index] for index in indexes]
         answers = decode_answers(
             [example.qid for example in examples],
             [eval_set.split.contexts[example.context_index] for example in examples],
-            [windows[index] for index in sorted(windows)],
+            [windows.get(index, []) for index in indexes],
             self.settings,
         )
         questions = [GoldQuestion(example.qid, example.answer_texts) for example in examples]

@@ -22,6 +22,9 @@ from bertlab.data.errors import DataError
 from bertlab.data.squad import (
     NOT_CONTEXT,
     QuestionAnsweringDataModule,
+    SquadEvalSet,
+    SquadExample,
+    SquadSplit,
     WindowSettings,
     build_features,
     max_context_flags,
@@ -481,6 +484,35 @@ def test_metric_scores_each_question_once_whatever_the_order(tmp_path, tokenizer
     if version_2:
         assert figures["HasAns_exact"] == 100.0 and figures["NoAns_exact"] == 100.0
         assert set(metric.answers.null_odds) == set(metric.answers.predictions)
+
+
+def test_question_without_windows_gets_an_empty_answer(tokenizer):
+    split = SquadSplit(
+        contexts=["apple code: river", ""],
+        examples=[
+            SquadExample("has", QUESTION, 0, ("river",), (12,), False),
+            SquadExample("empty", QUESTION, 1, (), (), True),
+        ],
+        source="memory",
+    )
+    arrays = build_features(
+        split, tokenizer, WindowSettings(32, 8, 8), with_labels=False, with_offsets=True
+    )
+    assert list(arrays["example_index"]) == [0]  # no window for the empty context
+    eval_set = SquadEvalSet(
+        split,
+        arrays["example_index"],
+        arrays["offsets"],
+        arrays["token_is_max_context"],
+        arrays["lengths"],
+    )
+    metric = SquadMetric(32, version_2_with_negative=True)
+    metric.eval_set = eval_set
+    start, end = _oracle_logits(eval_set, [0], 32)
+    metric.update(torch.tensor([0]), start, end)
+    figures = metric.compute()
+    assert metric.answers.predictions == {"has": "river", "empty": ""}
+    assert figures["exact_match"] == 100.0 and figures["NoAns_exact"] == 100.0
 
 
 # ---------------------------------------------------------------- end to end
