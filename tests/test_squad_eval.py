@@ -159,6 +159,11 @@ def test_cli_v1_prints_the_official_json(tmp_path, capsys):
     # b: best gold "Rome is": P 2/3, R 1 -> F1 0.8
     assert json.loads(out) == {"exact_match": 50.0, "f1": pytest.approx(90.0)}
     assert out.startswith('{"exact_match": 50.0, "f1": ')  # one line, as evaluate-v1.1.py
+    missing_b = _write(tmp_path, "pred.json", {"a": "Paris"})
+    assert main([data, missing_b]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out) == {"exact_match": 50.0, "f1": 50.0}
+    assert captured.err == "Unanswered question b will receive score 0.\n"
 
 
 def test_cli_v2_detects_the_version_and_writes_out_file(tmp_path, capsys):

@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from bertlab.squad_eval import evaluate_file, is_version_2
+from bertlab.squad_eval import evaluate_file, gold_questions, is_version_2
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -77,7 +77,17 @@ def _evaluate(args: argparse.Namespace) -> tuple[dict, bool]:
         # Missing predictions / odds are the predictions' fault, a bad structure the data's.
         culprit = _culprit(str(error), args)
         raise ValueError(f"{culprit}: {error}") from error
-    return data_result, is_version_2(dataset_json)
+    version_2 = is_version_2(dataset_json)
+    if not version_2:
+        _warn_unanswered(dataset_json, predictions)
+    return data_result, version_2
+
+
+def _warn_unanswered(dataset_json: dict, predictions: dict) -> None:
+    """evaluate-v1.1.py names each question without a prediction on stderr (it scores 0)."""
+    for question in gold_questions(dataset_json):
+        if question.qid not in predictions:
+            print(f"Unanswered question {question.qid} will receive score 0.", file=sys.stderr)
 
 
 def _culprit(message: str, args: argparse.Namespace) -> str:
