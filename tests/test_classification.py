@@ -425,3 +425,16 @@ def test_pretrain_then_fine_tune_from_the_checkpoint(
     name = "model.bert.embeddings.position_embeddings.weight"  # starts from, then moves away from, pretraining
     assert fine_tuned[name].shape == pretrained[name].shape
     assert torch.allclose(fine_tuned[name], pretrained[name], atol=0.05)
+
+
+@pytest.mark.parametrize("task", ["glue/rte", "glue/stsb", "custom"])
+def test_the_generic_fine_tuning_recipe_keeps_the_chosen_task_and_model(task: str) -> None:
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose("train", overrides=["experiment=glue_finetune", f"task={task}", "model=mini"])
+    assert (cfg.task.name, cfg.model.name) == (task, "mini")
+    assert (cfg.optimizer._target_, cfg.optimizer.lr, cfg.optimizer.eps) == (
+        "bertlab.optim.BertAdam",
+        2e-5,
+        1e-6,
+    )
+    assert (cfg.optimizer.warmup_ratio, cfg.task.batch_size, cfg.trainer.max_epochs) == (0.1, 32, 3)
