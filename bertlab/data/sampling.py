@@ -21,16 +21,24 @@ def rank_and_world_size() -> tuple[int, int]:
 class EpochSampler(Sampler):
     """Yields `(epoch, index)` pairs: a seeded shuffle per epoch, this rank's share of it.
 
-    Training (`shuffle=True`) drops the last few indices so every rank gets the same count;
-    evaluation (`shuffle=False`) deals indices round-robin, each exactly once.
+    Training (`shuffle=True`) drops the last few indices so every rank gets the same count,
+    then deals the order round-robin: rank r takes `order[r::world]`, so the ranks' i-th
+    batches together are exactly the i-th batch one process would draw at world x the batch
+    size (DDP reproduces single-process training). Evaluation (`shuffle=False`) deals
+    indices round-robin too, each exactly once.
     """
 
     def __init__(self, num_items: int, shuffle: bool, seed: int = 0):
         self.num_items, self.shuffle, self.seed = num_items, shuffle, seed
         self.epoch = 0
+        self.resume_epoch, self.resume_start = -1, 0
 
     def set_epoch(self, epoch: int) -> None:  # called by Lightning at every epoch start
         self.epoch = epoch
+
+    def resume_at(self, epoch: int, start: int) -> None:
+        """Exact resume (bertlab/callbacks.py): `epoch` continues at this rank's `start`-th item."""
+        self.epoch, self.resume_epoch, self.resume_start = epoch, epoch, start
 
     def _indices(self) -> list[int]:
         rank, world = rank_and_world_size()
@@ -38,11 +46,12 @@ class EpochSampler(Sampler):
             return list(range(rank, self.num_items, world))
         generator = torch.Generator().manual_seed(self.seed + self.epoch)
         order = torch.randperm(self.num_items, generator=generator).tolist()
-        per_rank = self.num_items // world
-        return order[rank * per_rank : (rank + 1) * per_rank]
+        kept = self.num_items // world * world
+        return order[:kept][rank::world]
 
     def __iter__(self):
-        return iter([(self.epoch, index) for index in self._indices()])
+        start = self.resume_start if self.epoch == self.resume_epoch else 0
+        return iter([(self.epoch, index) for index in self._indices()[start:]])
 
     def __len__(self) -> int:
         rank, world = rank_and_world_size()
