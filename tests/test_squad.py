@@ -574,11 +574,18 @@ def test_task_files_bring_the_reference_recipe(squad_config):
     assert large.task.null_score_diff_threshold == -2.0 and large.model.num_layers == 24
 
 
+def _dev_answers(tmp_path: Path) -> list[list]:
+    dev = json.loads((tmp_path / "data" / "dev-v2.0.json").read_text())
+    return [qa["answers"] for paragraph in dev["data"][0]["paragraphs"] for qa in paragraph["qas"]]
+
+
 def test_bertlab_train_squad_v2_writes_scores_and_official_files(tmp_path):
     metrics = _train(tmp_path, version_2=True, extra=["trainer.max_steps=2"], sizes=(24, 12))
     assert {"val/exact_match", "val/f1", "val/HasAns_exact", "val/NoAns_f1", "val/best_f1"} <= set(
         metrics
     )
+    no_answer_share = 100 * sum(1 for answer in _dev_answers(tmp_path) if not answer) / 12
+    assert metrics["val/no_answer_exact_match"] == pytest.approx(no_answer_share)
     run_dir = tmp_path / "run"
     predictions = json.loads((run_dir / "predictions.json").read_text())
     null_odds = json.loads((run_dir / "null_odds.json").read_text())

@@ -24,6 +24,7 @@ from bertlab.data.base import BertDataModule
 from bertlab.data.cache import cached_dir, default_cache_dir, fingerprint
 from bertlab.data.errors import DataError
 from bertlab.data.sampling import EpochSampler
+from bertlab.squad_eval import GoldQuestion, evaluate_v2
 from bertlab.tokenizer import special_ids
 
 FEATURES_FORMAT = 1  # bump when the cached arrays change meaning
@@ -574,6 +575,15 @@ class QuestionAnsweringDataModule(BertDataModule):
         split = self.read_split("train")
         yield from split.contexts
         yield from (example.question for example in split.examples)
+
+    def baseline_metrics(self) -> dict[str, float]:
+        """v2.0: the official scores of answering "" to every question (the NoAns share)."""
+        if not self.version_2_with_negative:
+            return {}  # v1.1: "" scores 0
+        examples = self.read_split("validation").examples
+        questions = [GoldQuestion(example.qid, example.answer_texts) for example in examples]
+        scores = evaluate_v2(questions, {question.qid: "" for question in questions})
+        return {"val/no_answer_exact_match": scores["exact"], "val/no_answer_f1": scores["f1"]}
 
     def data_fingerprint(self) -> str:
         return fingerprint(self._source_key("train"))
