@@ -1,18 +1,23 @@
-"""Checkpoints: safe loading, initial weights from a bertlab .ckpt, the tokenizer inside it.
+"""Checkpoints: safe loading, initial weights from a bertlab .ckpt or a Hugging Face
+directory (`bertlab/hf.py`, also `hf:NAME` from the Hub), the architecture and tokenizer
+that come with them.
 
-A checkpoint never runs code: `.ckpt` files are read with `torch.load(weights_only=True)`
-and `.safetensors` with safetensors.
+A checkpoint never runs code: `.ckpt` and `.bin` files are read with
+`torch.load(weights_only=True)` and `.safetensors` with safetensors.
 """
 
 from __future__ import annotations
 
 import logging
 import pickle
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
 from tokenizers import Tokenizer
 from torch import nn
+
+from bertlab.hf import hf_model_config, load_hf_state_dict, load_hf_tokenizer, resolve_init
 
 log = logging.getLogger(__name__)
 
@@ -23,7 +28,11 @@ ARCHITECTURE_KEYS = (
     "intermediate_size",
     "max_position_embeddings",
     "type_vocab_size",
+    "layer_norm_eps",
+    "hidden_act",
 )
+# Also taken from the initial weights' config unless chosen on the command line.
+TRAINING_KEYS = ("hidden_dropout", "attention_dropout", "initializer_range")
 
 
 class UnsafeCheckpointError(RuntimeError):
@@ -68,13 +77,8 @@ def load_pretrained(model: nn.Module, path: str | Path) -> dict[str, list[str]]:
     Heads that the source lacks (a new classifier) keep their initialisation; heads the
     target lacks (pretraining heads when fine-tuning) are skipped. Both lists are logged.
     """
-    path = Path(path)
-    if path.is_dir():
-        from bertlab.hf import load_hf_state_dict  # Hugging Face directories: see bertlab/hf.py
-
-        state = load_hf_state_dict(path)
-    else:
-        state = load_state_dict(path)
+    path = resolve_init(path)
+    state = load_hf_state_dict(path) if path.is_dir() else load_state_dict(path)
     own = model.state_dict()
     matched = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
     mismatched = [k for k, v in state.items() if k in own and own[k].shape != v.shape]
@@ -104,11 +108,52 @@ def load_pretrained(model: nn.Module, path: str | Path) -> dict[str, list[str]]:
 
 
 def checkpoint_model_config(path: str | Path) -> dict | None:
-    """The `model` hyperparameters a bertlab checkpoint was trained with (None for other files)."""
-    path = Path(path)
+    """The `model` keys of a bertlab checkpoint or a Hugging Face directory (None for other files)."""
+    path = resolve_init(path)
+    if path.is_dir():
+        return hf_model_config(path)
     if path.suffix != ".ckpt":
         return None
     return load_checkpoint(path).get("hyper_parameters", {}).get("model")
+
+
+def chosen_model_keys(overrides: Sequence[str]) -> set[str]:
+    """The `model.*` keys the command line set: all of them after `model=NAME`."""
+    chosen = set()
+    for override in overrides:
+        key = override.lstrip("+~").split("=", 1)[0]
+        if key == "model":
+            return set(ARCHITECTURE_KEYS + TRAINING_KEYS)
+        if key.startswith("model."):
+            chosen.add(key.removeprefix("model."))
+    return chosen
+
+
+def init_model_config(model_cfg: dict, overrides: Sequence[str] = ()) -> dict:
+    """`model_cfg` with the architecture of `model.init`, which the command line may only confirm.
+
+    The initial weights decide the architecture (and dropout, init range) unless a key was
+    chosen by `overrides` (`model=base`, `model.num_layers=4`); a chosen value that
+    contradicts the weights is an error naming both.
+    """
+    init = model_cfg.get("init")
+    source = checkpoint_model_config(init) if init else None
+    if source is None:
+        return model_cfg
+    chosen = chosen_model_keys(overrides)
+    check_architecture(
+        {k: v for k, v in model_cfg.items() if k in chosen},
+        {k: v for k, v in source.items() if k in chosen},
+        f"model.init={init}",
+    )
+    inherited = {
+        k: v
+        for k, v in source.items()
+        if k in ARCHITECTURE_KEYS + TRAINING_KEYS and k not in chosen
+    }
+    if inherited and not chosen & set(ARCHITECTURE_KEYS):
+        inherited["name"] = source.get("name") or Path(resolve_init(init)).name
+    return {**model_cfg, **inherited}
 
 
 def check_architecture(model_cfg: dict, source_cfg: dict, source: str) -> None:
@@ -122,11 +167,9 @@ def check_architecture(model_cfg: dict, source_cfg: dict, source: str) -> None:
 
 
 def tokenizer_from_checkpoint(path: str | Path) -> Tokenizer | None:
-    path = Path(path)
+    path = resolve_init(path)
     if path.is_dir():
-        from bertlab.tokenizer import load_tokenizer
-
-        return load_tokenizer(path)
+        return load_hf_tokenizer(path)
     if path.suffix == ".ckpt":
         tokenizer_json = load_checkpoint(path).get("tokenizer")
         if tokenizer_json:

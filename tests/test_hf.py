@@ -1,0 +1,351 @@
+"""Hugging Face interop: parity with transformers on random weights, config, names, Hub, safety.
+
+The helpers here (a tiny tokenizer, transformers directories, bertlab checkpoints) are
+reused by test_export.py and test_predict.py.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import pytorch_lightning as pl
+import torch
+from conftest import WORDS
+
+from bertlab import hf
+from bertlab.checkpoint import (
+    UnsafeCheckpointError,
+    checkpoint_model_config,
+    init_model_config,
+    load_checkpoint,
+    load_pretrained,
+    tokenizer_from_checkpoint,
+)
+from bertlab.model import (
+    BertConfig,
+    BertForPreTraining,
+    BertForQuestionAnswering,
+    BertForSequenceClassification,
+    BertModel,
+)
+from bertlab.tasks.base import BertTaskModule
+from bertlab.tokenizer import load_tokenizer, train_wordpiece
+
+transformers = pytest.importorskip("transformers")
+
+# A tiny architecture with every dimension distinct, so a transposed weight cannot pass.
+HF_CONFIG = {
+    "hidden_size": 32,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "intermediate_size": 37,
+    "max_position_embeddings": 64,
+    "type_vocab_size": 2,
+}
+BERTLAB_MODEL = {
+    "num_layers": 2,
+    "hidden_size": 32,
+    "num_heads": 4,
+    "intermediate_size": 37,
+    "max_position_embeddings": 64,
+}
+PAIRS = [
+    ("river stone cloud garden window", "music paper"),
+    ("candle forest", "bridge silver quiet morning yellow engine planet"),
+    ("winter", "summer market"),
+]
+
+
+def tiny_tokenizer():
+    texts = [" ".join(WORDS[i:] + WORDS[:i]) for i in range(len(WORDS))]
+    return train_wordpiece(texts + ["a the of"], vocab_size=120, min_frequency=1)
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return tiny_tokenizer()
+
+
+def encode_pairs(tokenizer, pairs=PAIRS) -> dict[str, torch.Tensor]:
+    """A padded batch of sentence pairs (two segments), int64 as bertlab and transformers take."""
+    encodings = [tokenizer.encode(a, b) for a, b in pairs]
+    width = max(len(e.ids) for e in encodings)
+
+    def padded(values, pad=0):
+        return [list(v) + [pad] * (width - len(v)) for v in values]
+
+    batch = {
+        "input_ids": padded([e.ids for e in encodings]),
+        "token_type_ids": padded([e.type_ids for e in encodings]),
+        "attention_mask": padded([e.attention_mask for e in encodings]),
+    }
+    return {k: torch.tensor(v, dtype=torch.int64) for k, v in batch.items()}
+
+
+def perturb(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
+    """Random non-zero biases and non-unit LayerNorms: initial values would hide mix-ups."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.add_(torch.randn(parameter.shape, generator=generator) * 0.05)
+    return model
+
+
+def save_hf_model(directory: Path, class_name: str, tokenizer, **config):
+    """A transformers model with random weights and its tokenizer, saved by transformers itself."""
+    torch.manual_seed(0)
+    hf_config = transformers.BertConfig(
+        vocab_size=tokenizer.get_vocab_size(), **HF_CONFIG, **config
+    )
+    model = perturb(getattr(transformers, class_name)(hf_config)).eval()
+    model.save_pretrained(directory)
+    transformers.BertTokenizer(vocab=tokenizer.get_vocab()).save_pretrained(directory)
+    return model
+
+
+def save_module_checkpoint(module: BertTaskModule, tokenizer, path: Path) -> Path:
+    """A Lightning checkpoint of `module`, as training writes it (tokenizer included)."""
+    module.tokenizer_json = tokenizer.to_str()
+    trainer = pl.Trainer(
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        accelerator="cpu",
+    )
+    trainer.strategy.connect(module)
+    trainer.save_checkpoint(path, weights_only=True)
+    return path
+
+
+def bertlab_from_hf(directory: Path, model_class, **head):
+    config = BertConfig.from_dict(hf.hf_model_config(directory))
+    model = model_class(config, **head).eval()
+    load_pretrained(model, directory)
+    return model
+
+
+# ---- parity on random weights -----------------------------------------------------------
+
+
+def test_pretraining_model_matches_transformers(tmp_path: Path, tokenizer) -> None:
+    reference = save_hf_model(tmp_path, "BertForPreTraining", tokenizer)
+    ours = bertlab_from_hf(tmp_path, BertForPreTraining)
+    batch = encode_pairs(tokenizer)
+    assert batch["attention_mask"].min() == 0 and batch["token_type_ids"].max() == 1
+    with torch.no_grad():
+        expected = reference(**batch, output_hidden_states=True)
+        expected_pooled = reference.bert(**batch).pooler_output
+        hidden, pooled = ours.bert(**batch)
+        mlm_logits, nsp_logits = ours(**batch)
+    real = batch["attention_mask"].bool()
+    torch.testing.assert_close(hidden[real], expected.hidden_states[-1][real], atol=1e-5, rtol=0)
+    torch.testing.assert_close(pooled, expected_pooled, atol=1e-5, rtol=0)
+    torch.testing.assert_close(
+        mlm_logits[real], expected.prediction_logits[real], atol=1e-5, rtol=0
+    )
+    torch.testing.assert_close(nsp_logits, expected.seq_relationship_logits, atol=1e-5, rtol=0)
+
+
+def test_classification_model_matches_transformers(tmp_path: Path, tokenizer) -> None:
+    reference = save_hf_model(tmp_path, "BertForSequenceClassification", tokenizer, num_labels=3)
+    ours = bertlab_from_hf(tmp_path, BertForSequenceClassification, num_labels=3)
+    batch = encode_pairs(tokenizer)
+    with torch.no_grad():
+        torch.testing.assert_close(ours(**batch), reference(**batch).logits, atol=1e-5, rtol=0)
+
+
+def test_question_answering_model_matches_transformers(tmp_path: Path, tokenizer) -> None:
+    reference = save_hf_model(tmp_path, "BertForQuestionAnswering", tokenizer)
+    ours = bertlab_from_hf(tmp_path, BertForQuestionAnswering)
+    batch = encode_pairs(tokenizer)
+    real = batch["attention_mask"].bool()
+    with torch.no_grad():
+        expected = reference(**batch)
+        start_logits, end_logits = ours(**batch)
+    torch.testing.assert_close(start_logits[real], expected.start_logits[real], atol=1e-5, rtol=0)
+    torch.testing.assert_close(end_logits[real], expected.end_logits[real], atol=1e-5, rtol=0)
+
+
+# ---- names, formats, config ---------------------------------------------------------------
+
+
+def test_bert_model_bin_with_legacy_names_loads_by_the_name_table(
+    tmp_path: Path, tokenizer
+) -> None:
+    """An old BertModel `pytorch_model.bin`: no `bert.` prefix, LayerNorm gamma/beta."""
+    reference = save_hf_model(tmp_path / "new", "BertModel", tokenizer)
+    legacy = {
+        key.replace("LayerNorm.weight", "LayerNorm.gamma").replace(
+            "LayerNorm.bias", "LayerNorm.beta"
+        ): value
+        for key, value in reference.state_dict().items()
+    }
+    assert "embeddings.LayerNorm.gamma" in legacy
+    old = tmp_path / "old"
+    old.mkdir()
+    torch.save(legacy, old / "pytorch_model.bin")
+    (old / "config.json").write_text((tmp_path / "new" / "config.json").read_text())
+
+    state = hf.load_hf_state_dict(old)
+    assert "bert.embeddings.LayerNorm.weight" in state
+    assert "bert.encoder.layer.1.output.LayerNorm.bias" in state
+    ours = BertModel(BertConfig.from_dict(hf.hf_model_config(old))).eval()
+    ours.load_state_dict({k.removeprefix("bert."): v for k, v in state.items()})
+    batch = encode_pairs(tokenizer)
+    real = batch["attention_mask"].bool()
+    with torch.no_grad():
+        expected = reference(**batch).last_hidden_state
+        torch.testing.assert_close(ours(**batch)[0][real], expected[real], atol=1e-5, rtol=0)
+
+
+def test_config_json_becomes_the_bertlab_model_section(tmp_path: Path, tokenizer) -> None:
+    save_hf_model(tmp_path, "BertForPreTraining", tokenizer, hidden_act="gelu_pytorch_tanh")
+    assert hf.hf_model_config(tmp_path) == {
+        **BERTLAB_MODEL,
+        "vocab_size": tokenizer.get_vocab_size(),
+        "type_vocab_size": 2,
+        "layer_norm_eps": 1e-12,
+        "hidden_act": "gelu_new",
+        "hidden_dropout": 0.1,
+        "attention_dropout": 0.1,
+        "initializer_range": 0.02,
+    }
+    assert checkpoint_model_config(tmp_path) == hf.hf_model_config(tmp_path)
+
+
+def test_unsupported_configs_are_named(tmp_path: Path) -> None:
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "roberta"}))
+    with pytest.raises(ValueError, match="model_type='roberta'"):
+        hf.hf_model_config(tmp_path)
+    (tmp_path / "config.json").write_text(json.dumps({"hidden_act": "swish"}))
+    with pytest.raises(ValueError, match="hidden_act='swish' is not supported"):
+        hf.hf_model_config(tmp_path)
+    with pytest.raises(FileNotFoundError, match="no model.safetensors or pytorch_model.bin"):
+        hf.load_hf_state_dict(tmp_path)
+
+
+def test_model_init_takes_the_architecture_unless_the_command_line_chose_it(
+    tmp_path: Path, tokenizer
+) -> None:
+    save_hf_model(tmp_path, "BertForPreTraining", tokenizer)
+    tiny = {"name": "tiny", "num_layers": 2, "hidden_size": 128, "num_heads": 2}
+    tiny |= {"intermediate_size": 512, "max_position_embeddings": 512, "init": str(tmp_path)}
+    inherited = init_model_config(tiny, overrides=["task=glue/sst2", f"model.init={tmp_path}"])
+    assert {k: inherited[k] for k in BERTLAB_MODEL} == BERTLAB_MODEL
+    assert inherited["name"] == tmp_path.name
+
+    with pytest.raises(ValueError) as error:
+        init_model_config(tiny, overrides=["model=tiny"])
+    assert "model.hidden_size=128" in str(error.value) and "hidden_size=32" in str(error.value)
+    with pytest.raises(ValueError, match="model.num_heads=2 but .* has num_heads=4"):
+        init_model_config({**tiny, "hidden_size": 32}, overrides=["model.num_heads=2"])
+    chosen_dropout = {**tiny, "hidden_dropout": 0.3, "attention_dropout": 0.0}
+    dropout = init_model_config(chosen_dropout, overrides=["model.hidden_dropout=0.3"])
+    assert (dropout["hidden_size"], dropout["hidden_dropout"], dropout["attention_dropout"]) == (
+        32,
+        0.3,
+        0.1,
+    )
+
+
+def test_tokenizer_of_a_transformers_directory_encodes_as_transformers(
+    tmp_path: Path, tokenizer
+) -> None:
+    save_hf_model(tmp_path, "BertForPreTraining", tokenizer)
+    ours = tokenizer_from_checkpoint(tmp_path)
+    theirs = transformers.AutoTokenizer.from_pretrained(tmp_path)
+    for a, b in PAIRS:
+        encoding = ours.encode(a.title(), b)
+        expected = theirs(a.title(), b)
+        assert encoding.ids == expected["input_ids"]
+        assert encoding.type_ids == expected["token_type_ids"]
+
+
+def test_vocab_only_directory_follows_do_lower_case(tmp_path: Path) -> None:
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "river", "River"]
+    (tmp_path / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    (tmp_path / "tokenizer_config.json").write_text(json.dumps({"do_lower_case": False}))
+    assert hf.load_hf_tokenizer(tmp_path).encode("River").tokens == ["[CLS]", "River", "[SEP]"]
+    (tmp_path / "tokenizer_config.json").write_text(json.dumps({"do_lower_case": True}))
+    assert hf.load_hf_tokenizer(tmp_path).encode("River").tokens == ["[CLS]", "river", "[SEP]"]
+    assert load_tokenizer(tmp_path, lowercase=True).encode("River").ids == [2, 5, 3]
+
+
+# ---- Hub names ------------------------------------------------------------------------------
+
+
+def test_hub_name_downloads_through_huggingface_hub(tmp_path: Path, tokenizer, monkeypatch) -> None:
+    huggingface_hub = pytest.importorskip("huggingface_hub")
+    save_hf_model(tmp_path, "BertForPreTraining", tokenizer)
+    requests = []
+
+    def snapshot_download(repo_id, allow_patterns):
+        requests.append((repo_id, list(allow_patterns)))
+        return str(tmp_path)
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", snapshot_download)
+    hf.download.cache_clear()
+    assert hf.resolve_init("hf:someone/tiny-bert") == tmp_path
+    assert checkpoint_model_config("hf:someone/tiny-bert") == hf.hf_model_config(tmp_path)
+    model = BertForPreTraining(BertConfig.from_dict(hf.hf_model_config(tmp_path)))
+    assert load_pretrained(model, "hf:someone/tiny-bert")["unused"] == []
+    assert len(requests) == 1  # one download serves config, tokenizer and weights
+    assert "model.safetensors" in requests[0][1] and "pytorch_model.bin" not in requests[0][1]
+    hf.download.cache_clear()
+
+
+def test_hub_name_offline_is_a_clear_error(monkeypatch) -> None:
+    huggingface_hub = pytest.importorskip("huggingface_hub")
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    def offline(repo_id, allow_patterns):
+        raise LocalEntryNotFoundError("Cannot find the requested files in the local cache")
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", offline)
+    hf.download.cache_clear()
+    with pytest.raises(ValueError) as error:
+        checkpoint_model_config("hf:someone/missing")
+    message = str(error.value)
+    assert "model.init=hf:someone/missing" in message and "set model.init=DIR" in message
+    hf.download.cache_clear()
+
+
+# ---- safe loading -------------------------------------------------------------------------
+
+
+class _CreatesAFile:
+    """Unpickling this runs code: it creates the file named by `target`."""
+
+    def __init__(self, target: Path):
+        self.target = target
+
+    def __reduce__(self):
+        return (exec, (f"open({str(self.target)!r}, 'w').close()",))
+
+
+def write_malicious_checkpoint(path: Path, target: Path) -> Path:
+    torch.save({"state_dict": {}, "hyper_parameters": _CreatesAFile(target)}, path)
+    return path
+
+
+def test_pickle_that_would_run_code_is_refused(tmp_path: Path) -> None:
+    target = tmp_path / "pwned"
+    checkpoint = write_malicious_checkpoint(tmp_path / "evil.ckpt", target)
+    with pytest.raises(UnsafeCheckpointError) as error:
+        load_checkpoint(checkpoint)
+    assert not target.exists()
+    assert "evil.ckpt: refused to load" in str(error.value)
+    assert "could run code" in str(error.value)
+
+    directory = tmp_path / "hf"  # a Hugging Face directory's .bin goes through the same door
+    directory.mkdir()
+    write_malicious_checkpoint(directory / "pytorch_model.bin", target)
+    with pytest.raises(UnsafeCheckpointError):
+        hf.load_hf_state_dict(directory)
+    assert not target.exists()
+
+    torch.load(checkpoint, weights_only=False)  # the payload is real: an unsafe load runs it
+    assert target.exists()
