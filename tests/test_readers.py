@@ -575,3 +575,11 @@ def test_a_wrong_data_dir_is_named_before_a_tokenizer_is_trained(tmp_path: Path)
     datamodule = datamodule_for("glue/cola", tmp_path / "CoLA")
     with pytest.raises(DataError, match=r"CoLA/train.tsv: not found \(task.data_dir"):
         datamodule.data_fingerprint()
+
+
+def test_hub_class_ids_default_to_the_task_label_order(monkeypatch) -> None:
+    rows = [{"question": "q", "sentence": "s", "label": 1, "idx": 7}]
+    fake = types.SimpleNamespace(load_dataset=lambda path, name, split: rows)
+    monkeypatch.setitem(sys.modules, "datasets", fake)
+    examples = datamodule_for("glue/qnli", None).sources["train"].read()
+    assert [(e.label, e.index, e.texts) for e in examples] == [("not_entailment", "7", ("q", "s"))]

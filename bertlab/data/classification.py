@@ -173,7 +173,8 @@ class ClassificationDataModule(BertDataModule):
             )
         spec = splits[name]
         config.update({"split": spec} if isinstance(spec, str) else spec)
-        labels = config.get("labels")
+        # The Hub stores class ids; by default id i is the task's i-th label name.
+        labels = config.get("labels") or self.label_names
         return HubSplit(
             path=config["path"],
             name=config.get("name"),
@@ -218,10 +219,12 @@ class ClassificationDataModule(BertDataModule):
         entries = {TRAIN: self._cached_split(TRAIN)}
         if self.label_names is None and not self.regression:
             self.label_names = entry_info(entries[TRAIN])["label_names"]
-        for name in self.sources:
-            needed = name not in self.test_split_names or self.predict_test
-            if name != TRAIN and needed and self.sources[name].available:
-                entries[name] = self._cached_split(name)
+        for name, source in self.sources.items():
+            if name == TRAIN or not source.available:
+                continue
+            if source.role == "test" and not self.predict_test:
+                continue  # test sets only matter for submission files
+            entries[name] = self._cached_split(name)
         self._entries = entries
         return entries
 
