@@ -169,6 +169,34 @@ def test_module_kwargs_infer_sorted_labels_for_custom_data(tmp_path, tokenizer) 
     }
 
 
+def test_custom_regression_has_one_output_and_float_targets(tmp_path, tokenizer) -> None:
+    rows = [(keyword_pair(i % 2, i)[0], f"{i / 4:.2f}") for i in range(8)]
+    write_custom(tmp_path, "jsonl", "train.jsonl", rows)
+    write_custom(tmp_path, "jsonl", "dev.jsonl", rows[:4])
+    datamodule = datamodule_for(
+        "custom",
+        tmp_path,
+        "task.train_file=train.jsonl",
+        "task.val_files.val=dev.jsonl",
+        "task.text_columns=[review]",
+        "task.label_column=stars",
+        "task.regression=true",
+        "task.metrics=[pearson,spearman]",
+    )
+    datamodule.set_tokenizer(tokenizer)
+    datamodule.setup("fit")
+    kwargs = datamodule.module_kwargs()
+    assert (kwargs["num_labels"], kwargs["label_names"], kwargs["regression"]) == (1, None, True)
+    batches = list(datamodule.val_dataloader()[0])
+    assert all(batch["labels"].dtype == torch.float32 for batch in batches)
+    assert sorted(x for batch in batches for x in batch["labels"].tolist()) == [
+        0.0,
+        0.25,
+        0.5,
+        0.75,
+    ]
+
+
 def test_bad_config_is_rejected_before_any_reading(tmp_path) -> None:
     with pytest.raises(ValueError, match=r"unknown metric 'auc'; allowed: \['accuracy'"):
         datamodule_for("glue/sst2", tmp_path, "task.metrics=[auc]")
