@@ -1,0 +1,68 @@
+"""`bertlab-embed`: token vectors and a sentence vector per input, from any BERT encoder.
+
+bertlab-embed outputs/DATE/TIME/checkpoints/last.ckpt sentences.txt --out vectors.jsonl
+bertlab-embed hf-bert-dir sentences.jsonl --pooling mean --format npy --out vectors.npy
+
+The model is a bertlab checkpoint, a Hugging Face BERT directory or `hf:NAME`. Input lines
+are JSON objects with `text` (+ `text_pair`) or plain text. JSON Lines output adds
+`tokens` (WordPiece, with [CLS] and [SEP]), `token_vectors` (one per token) and
+`sentence_vector` to each input object; `--format npy` writes the sentence vectors only,
+as one float32 array (inputs x hidden size).
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+
+import numpy as np
+
+from bertlab.cli.errors import exit_on_user_errors
+from bertlab.inference import (
+    SentenceEncoder,
+    batched,
+    embed,
+    load_encoder,
+    read_input_file,
+    require_text_fields,
+    write_json_lines,
+)
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="bertlab-embed", description=__doc__.split("\n")[0])
+    parser.add_argument("model", help="a bertlab .ckpt, a Hugging Face BERT directory or hf:NAME")
+    parser.add_argument("input", nargs="?", default="-", help="JSON Lines or text file; - = stdin")
+    parser.add_argument("--pooling", choices=("cls", "mean"), default="cls")
+    parser.add_argument("--format", choices=("jsonl", "npy"), default="jsonl")
+    parser.add_argument("--out", help="output file (default: stdout; required for npy)")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--max-length", type=int, help="truncate to this many tokens")
+    return parser.parse_args(argv)
+
+
+@exit_on_user_errors
+def main(argv: Sequence[str] | None = None) -> None:
+    args = parse_args(argv)
+    if args.format == "npy" and not args.out:
+        raise ValueError("--format npy writes a binary array: set --out FILE.npy")
+    records, source = read_input_file(args.input)
+    require_text_fields(records, ("text",), ("text_pair",), source)
+    encoder, tokenizer = load_encoder(args.model)
+    encode = SentenceEncoder(tokenizer, args.max_length or encoder.config.max_position_embeddings)
+    results = []
+    for chunk in batched(records, args.batch_size):
+        batch, encodings = encode([record.fields for record in chunk])
+        results += embed(encoder, batch, encodings, args.pooling)
+    if args.format == "npy":
+        vectors = np.asarray([result["sentence_vector"] for result in results], dtype=np.float32)
+        np.save(args.out, vectors)
+    else:
+        rows = [
+            {**record.fields, **result} for record, result in zip(records, results, strict=True)
+        ]
+        write_json_lines(rows, args.out)
+
+
+if __name__ == "__main__":
+    main()
