@@ -307,9 +307,10 @@ def write_imdb(directory: Path, per_label: int = 10) -> Path:
                 (folder / f"{row}_{3 + 5 * label_index}.txt").write_text(
                     f"{text}<br /><br />the end", encoding="utf-8"
                 )
-        (directory / split / "urls_pos.txt").write_text(
-            "http://example.invalid\n"
-        )  # ignored, as in the real layout
+        # Files beside the label directories, and train/unsup/, are not examples.
+        (directory / split / "urls_pos.txt").write_text("http://example.invalid\n")
+    (directory / "train" / "unsup").mkdir()
+    (directory / "train" / "unsup" / "0_0.txt").write_text("an unlabeled review", encoding="utf-8")
     return directory
 
 

@@ -29,6 +29,7 @@ from bertlab.data.base import BertDataModule
 from bertlab.data.cache import cached_dir, default_cache_dir, entry_info, fingerprint
 from bertlab.data.errors import DataError
 from bertlab.data.readers import (
+    IMDB_LABEL_DIRS,
     HubSplit,
     RawExample,
     TableLayout,
@@ -356,7 +357,7 @@ def source_files(path: Path | None) -> tuple[list[Path], list[str]]:
     if not path.exists():
         raise DataError(path, "not found (task.data_dir must hold the dataset's official files)")
     if path.is_dir():  # IMDB: one file per review, its label in the directory name
-        files = sorted(path.glob("*/*.txt"))
+        files = [f for label in IMDB_LABEL_DIRS for f in sorted(path.glob(f"{label}/*.txt"))]
         return files, [str(f.relative_to(path)) for f in files]
     return [path], [path.name]
 

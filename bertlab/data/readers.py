@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 FORMATS = ("tsv", "csv", "jsonl", "imdb")
 SUFFIX_FORMATS = {".tsv": "tsv", ".csv": "csv", ".jsonl": "jsonl", ".json": "jsonl"}
 Column = str | int
+IMDB_LABEL_DIRS = ("neg", "pos")  # aclImdb/train/unsup/ holds unlabeled reviews: never read
 
 
 @dataclass(frozen=True)
@@ -240,7 +241,7 @@ def _parse_json_object(path: Path, number: int, line: str) -> dict:
 
 def _read_imdb(split_dir: Path, layout: TableLayout, counts: ReadCounts) -> Iterator[RawExample]:
     """`aclImdb/<split>/{neg,pos}/<id>_<rating>.txt`: the directory name is the label."""
-    label_dirs = [split_dir / name for name in ("neg", "pos") if (split_dir / name).is_dir()]
+    label_dirs = [split_dir / name for name in IMDB_LABEL_DIRS if (split_dir / name).is_dir()]
     if not label_dirs:
         raise DataError(split_dir, "no neg/ or pos/ directory (expected the aclImdb layout)")
     for label_dir in label_dirs:
