@@ -527,6 +527,13 @@ def test_bad_files_name_file_and_line(tmp_path: Path, content: bytes, message: s
         read_examples(path, TableLayout())
 
 
+def test_a_column_number_past_the_row_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "train.tsv"
+    path.write_text("a\t1\nb\t0\n")
+    with pytest.raises(DataError, match=r"train.tsv: column 3 named, but rows have 2 fields"):
+        read_examples(path, TableLayout(header=False, text_columns=(3,), label_column=1))
+
+
 def test_missing_file_and_bad_json_are_data_errors(tmp_path: Path) -> None:
     with pytest.raises(DataError, match=r"nope.tsv: not found \(task.data_dir"):
         read_examples(tmp_path / "nope.tsv", TableLayout())

@@ -153,16 +153,20 @@ def _rows_to_examples(
                 path, f"expected {width} tab/comma-separated fields, found {len(fields)}", number
             )
         if positions is None:
-            positions = _column_positions(path, layout, header)
+            positions = _column_positions(path, layout, header, width)
         record = {column: fields[position] for column, position in positions.items()}
         example = _make_example(path, number, layout, counts, record.__getitem__)
         if example is not None:
             yield example
 
 
-def _column_positions(path: Path, layout: TableLayout, header: list[str] | None) -> dict:
+def _column_positions(
+    path: Path, layout: TableLayout, header: list[str] | None, width: int
+) -> dict:
     positions = {}
     for column in _used_columns(layout):
+        if isinstance(column, int) and not 0 <= column < width:
+            raise DataError(path, f"column {column} named, but rows have {width} fields")
         if isinstance(column, int):
             positions[column] = column
         elif header is None:
