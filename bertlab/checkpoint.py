@@ -49,8 +49,16 @@ def load_checkpoint(path: str | Path) -> dict:
     except pickle.UnpicklingError as error:
         raise UnsafeCheckpointError(
             f"{path}: refused to load: the file holds objects other than tensors and plain "
-            f"values, and loading it could run code ({str(error).splitlines()[0]})"
+            f"values, and loading it could run code ({_rejected_object(error)})"
         ) from None
+
+
+def _rejected_object(error: Exception) -> str:
+    """The line of torch's long message that names what was refused (e.g. `GLOBAL exec`)."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    named = [line for line in lines if "Unsupported global" in line or "Unpickler error" in line]
+    reason = (named or lines or [type(error).__name__])[0]
+    return reason.split(". Please use")[0].replace("\x1b[1m", "").replace("\x1b[0m", "")
 
 
 def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:

@@ -30,7 +30,11 @@ from bertlab.inference import (
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="bertlab-embed", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="bertlab-embed",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("model", help="a bertlab .ckpt, a Hugging Face BERT directory or hf:NAME")
     parser.add_argument("input", nargs="?", default="-", help="JSON Lines or text file; - = stdin")
     parser.add_argument("--pooling", choices=("cls", "mean"), default="cls")
@@ -44,6 +48,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 @exit_on_user_errors
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
+    if args.batch_size < 1:
+        raise ValueError(f"--batch-size={args.batch_size}: must be at least 1")
     if args.format == "npy" and not args.out:
         raise ValueError("--format npy writes a binary array: set --out FILE.npy")
     records, source = read_input_file(args.input)

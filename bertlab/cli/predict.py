@@ -19,7 +19,11 @@ from bertlab.inference import load_module, predict, read_input_file, write_json_
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="bertlab-predict", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="bertlab-predict",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("checkpoint", help="a bertlab .ckpt (classification, regression or QA)")
     parser.add_argument("input", nargs="?", default="-", help="JSON Lines or text file; - = stdin")
     parser.add_argument("--out", help="output JSON Lines file (default: stdout)")
