@@ -201,6 +201,20 @@ def test_bert_model_bin_with_legacy_names_loads_by_the_name_table(
         torch.testing.assert_close(ours(**batch)[0][real], expected[real], atol=1e-5, rtol=0)
 
 
+def test_sharded_safetensors_directory_loads_every_shard(tmp_path: Path, tokenizer) -> None:
+    reference = save_hf_model(tmp_path / "whole", "BertForPreTraining", tokenizer)
+    reference.save_pretrained(tmp_path / "sharded", max_shard_size="20KB")
+    assert (tmp_path / "sharded" / "model.safetensors.index.json").exists()
+    assert not (tmp_path / "sharded" / "model.safetensors").exists()
+    state = hf.load_hf_state_dict(tmp_path / "sharded")
+    expected = reference.state_dict()
+    assert set(state) == set(expected) - {
+        "cls.predictions.decoder.weight",
+        "cls.predictions.decoder.bias",
+    }
+    assert all(torch.equal(state[key], expected[key]) for key in state)
+
+
 def test_config_json_becomes_the_bertlab_model_section(tmp_path: Path, tokenizer) -> None:
     save_hf_model(tmp_path, "BertForPreTraining", tokenizer, hidden_act="gelu_pytorch_tanh")
     assert hf.hf_model_config(tmp_path) == {

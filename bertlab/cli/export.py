@@ -15,6 +15,7 @@ up to max_position_embeddings) and return `logits` (classification), `score`
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 import warnings
@@ -52,7 +53,9 @@ def hf_architecture(module: BertTaskModule) -> str:
 
 def hf_config(module: BertTaskModule) -> dict:
     """config.json for transformers: the architecture, and the labels of a classifier."""
-    config = hf_config_from_model(dict(module.hparams.model), module.hparams.vocab_size)
+    # From the built network's config: the hyperparameters may leave keys at their defaults.
+    bert_config = module.model.config
+    config = hf_config_from_model(dataclasses.asdict(bert_config), bert_config.vocab_size)
     config |= {"architectures": [hf_architecture(module)], "tie_word_embeddings": True}
     if isinstance(module, ClassificationModule):
         names = module.hparams.get("label_names") or [
