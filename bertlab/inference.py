@@ -146,7 +146,7 @@ def _parse_json_line(line: str, name: str, line_number: int) -> dict:
 def require_text_fields(
     records: Iterable[InputRecord], required: Sequence[str], optional: Sequence[str], name: str
 ) -> None:
-    """Every record has the `required` fields as strings, and `optional` ones are strings if present."""
+    """Every record has the `required` fields as strings; `optional` ones are strings or null."""
     for record in records:
         for field_name in required:
             if field_name not in record.fields:
@@ -155,9 +155,10 @@ def require_text_fields(
                     f"missing field {field_name!r} (expected {', '.join(required)})",
                     record.line,
                 )
-        for field_name in (*required, *optional):
-            value = record.fields.get(field_name)
-            if field_name in record.fields and not isinstance(value, str):
+        present = [*required, *(f for f in optional if record.fields.get(f) is not None)]
+        for field_name in present:
+            value = record.fields[field_name]
+            if not isinstance(value, str):
                 raise DataError(
                     name, f"field {field_name!r} must be a string, got {value!r}", record.line
                 )

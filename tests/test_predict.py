@@ -58,10 +58,11 @@ PAIR_ROWS = [{"id": i, "text": a, "text_pair": b} for i, (a, b) in enumerate(PAI
 
 
 def test_classification_adds_label_and_probs_to_each_input(checkpoints, tmp_path: Path) -> None:
-    source = write_lines(tmp_path / "in.jsonl", [*PAIR_ROWS, {"text": "winter harbor"}])
+    singles = [{"text": "winter harbor"}, {"text": "quiet", "text_pair": None}]
+    source = write_lines(tmp_path / "in.jsonl", [*PAIR_ROWS, *singles])
     predict.main([str(checkpoints["classification"]), str(source), "--out", str(tmp_path / "o")])
     rows = read_json_lines(tmp_path / "o")
-    assert [row.get("id") for row in rows] == [0, 1, 2, None]
+    assert [row.get("id") for row in rows] == [0, 1, 2, None, None]
     assert rows[1]["text_pair"] == PAIRS[1][1]
     for row in rows:
         assert row["label"] in LABELS
@@ -213,6 +214,7 @@ def test_embed_hf_directory_matches_transformers(tmp_path: Path) -> None:
         (['{"text": "a"}', "", '["text"]'], "in.jsonl:3: expected a JSON object per line"),
         (['{"text": "a"}', '{"sentence": "b"}'], "in.jsonl:2: missing field 'text'"),
         (['{"text": 3}'], "in.jsonl:1: field 'text' must be a string"),
+        (['{"text": "a", "text_pair": ["b"]}'], "in.jsonl:1: field 'text_pair' must be a string"),
     ],
 )
 def test_bad_input_lines_are_named_with_exit_2(
