@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
-import random
+import os
+
+# Tests train many tiny models, in-process and in subprocesses: one intra-op thread each
+# is as fast for matrices this small and avoids oversubscribing a 2-core machine, where
+# spinning OpenMP threads slow every step down several times. Benchmarks keep all cores.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import random  # noqa: E402
 from pathlib import Path
 
-import pytest
+import pytest  # noqa: E402
+import torch  # noqa: E402
 from hydra import compose, initialize_config_module
 from hydra.core.global_hydra import GlobalHydra
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig, open_dict  # noqa: E402
+
+torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
 CONF_MODULE = "bertlab.conf"
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
