@@ -10,6 +10,7 @@ import logging
 import netrc
 import os
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytorch_lightning as pl
@@ -19,8 +20,7 @@ from pytorch_lightning.utilities import rank_zero_only
 from tokenizers import Tokenizer
 
 from bertlab.checkpoint import (
-    check_architecture,
-    checkpoint_model_config,
+    init_model_config,
     load_pretrained,
     tokenizer_from_checkpoint,
 )
@@ -73,13 +73,14 @@ def resolve_tokenizer(cfg: DictConfig, datamodule: BertDataModule) -> Tokenizer:
 
 
 def build_module(
-    cfg: DictConfig, datamodule: BertDataModule, tokenizer: Tokenizer
+    cfg: DictConfig,
+    datamodule: BertDataModule,
+    tokenizer: Tokenizer,
+    overrides: Sequence[str] = (),
 ) -> BertTaskModule:
-    model_cfg = to_dict(cfg.model)
-    if model_cfg.get("init"):
-        source = checkpoint_model_config(model_cfg["init"])
-        if source is not None:
-            check_architecture(model_cfg, source, f"model.init={model_cfg['init']}")
+    # model.init's architecture (config.json or the checkpoint's) wins over the model group,
+    # unless the command line set it (`model=base`, `model.num_layers=4`): then both must agree.
+    model_cfg = init_model_config(to_dict(cfg.model), overrides)
     module_class = get_class(cfg.task.module)
     module = module_class(
         model=model_cfg,

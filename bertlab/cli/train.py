@@ -28,7 +28,7 @@ def train(cfg: DictConfig, overrides: list[str] | None = None) -> float:
     tokenizer = pipeline.resolve_tokenizer(cfg, datamodule)
     datamodule.set_tokenizer(tokenizer)
     datamodule.prepare_data()
-    module = pipeline.build_module(cfg, datamodule, tokenizer)
+    module = pipeline.build_module(cfg, datamodule, tokenizer, overrides or [])
     pipeline.save_run_tokenizer(cfg, tokenizer)
 
     recorder = pipeline.ValidationRecorder()
