@@ -626,15 +626,14 @@ def test_pretrained_tiny_learns_squad_v2_rule_with_unanswerable_questions(
 def test_ddp_on_two_ranks_scores_each_question_once(tmp_path):
     """Two CPU ranks (gloo): the figures equal the official script's on rank 0's files."""
     write_squad(tmp_path / "data", "train-v1.1.json", generated_squad(64, 0))
-    dev = write_squad(
-        tmp_path / "data", "dev-v1.1.json", generated_squad(31, 1)
-    )  # odd: uneven ranks
+    dev = write_squad(tmp_path / "data", "dev-v1.1.json", generated_squad(31, 1))  # uneven ranks
     run_dir = tmp_path / "run"
     command = [
         sys.executable, "-m", "bertlab.cli.train", "task=squad/v1", f"task.data_dir={tmp_path / 'data'}",
         "task.max_seq_length=48", "task.doc_stride=16", "task.max_query_length=8", "task.eval_batch_size=4",
         "tokenizer.vocab_size=200", "optimizer.lr=1e-3", "trainer=ddp", "trainer.accelerator=cpu",
-        "trainer.devices=2", "trainer.max_steps=2", "~callbacks.progress_bar", f"hydra.run.dir={run_dir}",
+        "trainer.devices=2", "trainer.precision=32-true", "trainer.max_steps=2",
+        "~callbacks.progress_bar", f"hydra.run.dir={run_dir}",
     ]  # fmt: skip
     env = {**os.environ, "BERTLAB_CACHE": str(tmp_path / "cache")}
     subprocess.run(command, check=True, env=env, cwd=tmp_path, capture_output=True, timeout=300)
