@@ -63,6 +63,18 @@ def test_bucket_sampler_covers_every_example_once_per_epoch() -> None:
     assert [i for batch in sampler for i in batch] == orders[1]  # seed + epoch decide the order
 
 
+def test_a_resumed_epoch_continues_after_the_batches_already_trained() -> None:
+    lengths = np.random.default_rng(1).integers(5, 60, size=90)
+    sampler = FixedBucketSampler(lengths, batch_size=8, shuffle=True, seed=2)
+    sampler.set_epoch(1)
+    full_epoch = list(sampler)
+    resumed = FixedBucketSampler(lengths, batch_size=8, shuffle=True, seed=2)
+    resumed.resume_at(1, 3)
+    assert list(resumed) == full_epoch[3:]
+    resumed.set_epoch(2)
+    assert len(list(resumed)) == len(full_epoch)  # later epochs start from their beginning
+
+
 def test_batches_stay_within_one_length_bucket() -> None:
     lengths = np.array([5] * 40 + [100] * 40 + [50] * 40)
     members = bucket_members(lengths, num_buckets=4)

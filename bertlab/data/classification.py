@@ -479,9 +479,14 @@ class FixedBucketSampler(DistributedSampler):
         self.shuffle, self.seed, self.epoch = shuffle, seed, 0
         self.num_replicas, self.rank, self.even_shards = num_replicas, rank, even_shards
         self.buckets = bucket_members(self.lengths, num_buckets)
+        self.resume_epoch, self.resume_start = -1, 0
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
+
+    def resume_at(self, epoch: int, start: int) -> None:
+        """Exact resume (bertlab/callbacks.py): `epoch` continues at this rank's `start`-th batch."""
+        self.epoch, self.resume_epoch, self.resume_start = epoch, epoch, start
 
     def all_batches(self) -> list[list[int]]:
         """Every rank's batches for this epoch, in order (the same on every rank)."""
@@ -502,7 +507,8 @@ class FixedBucketSampler(DistributedSampler):
         if self.even_shards and batches:
             padded = math.ceil(len(batches) / self.num_replicas) * self.num_replicas
             batches += batches[: padded - len(batches)]
-        return iter(batches[self.rank :: self.num_replicas])
+        start = self.resume_start if self.epoch == self.resume_epoch else 0
+        return iter(batches[self.rank :: self.num_replicas][start:])
 
     def __len__(self) -> int:
         total = sum(math.ceil(len(members) / self.batch_size) for members in self.buckets)
