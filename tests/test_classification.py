@@ -478,3 +478,20 @@ def test_the_generic_fine_tuning_recipe_keeps_the_chosen_task_and_model(task: st
         1e-6,
     )
     assert (cfg.optimizer.warmup_ratio, cfg.task.batch_size, cfg.trainer.max_epochs) == (0.1, 32, 3)
+
+
+CLASSIFICATION_TASKS = [f"glue/{task}" for task in sorted(GLUE_REPORTED)] + [
+    "snli",
+    "xnli",
+    "imdb",
+    "custom",
+]
+
+
+@pytest.mark.parametrize("task", CLASSIFICATION_TASKS)
+def test_every_classification_task_brings_the_reference_fine_tuning_defaults(task: str) -> None:
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose("train", overrides=[f"task={task}"])
+    assert (cfg.optimizer.lr, cfg.optimizer.eps, cfg.optimizer.warmup_ratio) == (2e-5, 1e-6, 0.1)
+    assert (cfg.trainer.max_epochs, cfg.task.batch_size, cfg.task.max_seq_length) == (3, 32, 128)
+    assert cfg.task.datamodule == "bertlab.data.classification.ClassificationDataModule"
