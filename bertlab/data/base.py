@@ -34,6 +34,10 @@ class BertDataModule(pl.LightningDataModule):
         """Trivial-predictor scores on validation data (e.g. majority class), reported beside the model's."""
         return {}
 
+    def info(self) -> dict:
+        """Facts `bertlab-prepare` prints about the prepared data."""
+        return {}
+
     def module_kwargs(self) -> dict:
         """Keyword arguments the LightningModule needs from the data (e.g. num_labels)."""
         return {}
