@@ -9,6 +9,7 @@ import json
 import logging
 import netrc
 import os
+import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -124,7 +125,7 @@ def wandb_settings(settings: dict, cfg: DictConfig, overrides: list[str]) -> dic
     """
     settings = dict(settings)
     if not settings.get("name"):
-        settings["name"] = " ".join(overrides) or Path(cfg.run_dir).name
+        settings["name"] = " ".join(_swept(overrides)) or Path(cfg.run_dir).name
     if not settings.get("group"):
         settings["group"] = _sweep_name()
     if not settings.get("mode"):
@@ -135,6 +136,22 @@ def wandb_settings(settings: dict, cfg: DictConfig, overrides: list[str]) -> dic
     if run_id:
         settings.update(id=run_id, resume="allow")
     return settings
+
+
+def _swept(overrides: list[str]) -> list[str]:
+    """In a multirun, the overrides that vary between its jobs (what tells runs apart)."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if not (HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN):
+        return overrides
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    arguments = [arg for arg in sys.argv[1:] if "=" in arg and not arg.startswith("-")]
+    parsed = OverridesParser.create().parse_overrides(arguments)
+    swept = {override.get_key_element() for override in parsed if override.is_sweep_override()}
+    swept |= set(HydraConfig.get().sweeper.get("params") or {})  # Optuna's search space
+    return [o for o in overrides if o.split("=", 1)[0].lstrip("+~") in swept] or overrides
 
 
 def _sweep_name() -> str | None:

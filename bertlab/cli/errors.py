@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import sys
 
 from bertlab.checkpoint import UnsafeCheckpointError
@@ -14,19 +15,30 @@ EXIT_USER_ERROR = 2
 
 
 def exit_on_user_errors(function):
-    """Print `error: <message>` to stderr and exit 2 instead of a traceback; BERTLAB_DEBUG=1 keeps it."""
+    """Print `error: <message>` to stderr and exit 2 instead of a traceback; BERTLAB_DEBUG=1 keeps it.
+
+    In a Hydra multirun the error is printed and re-raised instead: Hydra records the job
+    as failed and the sweep goes on with the next one (exiting would end the whole sweep).
+    """
 
     @functools.wraps(function)
     def wrapper(*args, **kwargs):
         try:
             return function(*args, **kwargs)
         except USER_ERRORS as error:
-            import os
-
             if os.environ.get("BERTLAB_DEBUG"):
                 raise
             logging.getLogger("bertlab").debug("user error", exc_info=True)
             print(f"error: {error}", file=sys.stderr)
+            if _in_multirun():
+                raise
             sys.exit(EXIT_USER_ERROR)
 
     return wrapper
+
+
+def _in_multirun() -> bool:
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
