@@ -48,17 +48,25 @@ def tokenize_documents(documents: list[list[str]], tokenizer: Tokenizer) -> list
 
 
 def create_instances(
-    documents: list[list[list[int]]], settings: InstanceSettings, rng: random.Random
+    documents: list[list[list[int]]],
+    settings: InstanceSettings,
+    rng: random.Random,
+    extra_random_documents: list[list[list[int]]] = (),
 ) -> list[tuple[list[int], list[int], bool]]:
-    """All (tokens_a, tokens_b, is_random_next) instances, `dupe_factor` passes over the documents."""
-    if len(documents) < 2:
+    """All (tokens_a, tokens_b, is_random_next) instances, `dupe_factor` passes over the documents.
+
+    Random next segments come from the other documents, and from `extra_random_documents`
+    (instances are made only from `documents`).
+    """
+    pool = [*documents, *extra_random_documents]
+    if len(pool) < 2:
         raise ValueError(
             "next sentence prediction needs at least 2 documents (separate them by a blank line)"
         )
     instances = []
     for _ in range(settings.dupe_factor):
         for doc_index in range(len(documents)):
-            instances.extend(_instances_from_document(documents, doc_index, settings, rng))
+            instances.extend(_instances_from_document(pool, doc_index, settings, rng))
     rng.shuffle(instances)
     return instances
 
@@ -144,14 +152,19 @@ def build_shard(task: dict) -> dict:
     tokenizer = Tokenizer.from_str(task["tokenizer_json"])
     settings = InstanceSettings(**task["settings"])
     counts = {}
+    documents = {split: tokenize_documents(task[split], tokenizer) for split in ("train", "val")}
     for split in ("train", "val"):
-        documents = tokenize_documents(task[split], tokenizer)
         if split == "val":  # validation is masked once; copies would only repeat it
             settings_split = InstanceSettings(**{**settings.to_dict(), "dupe_factor": 1})
         else:
             settings_split = settings
+        # A chunk may hold a single validation document: its random next segments may
+        # then come from the chunk's training documents.
+        extra = documents["train"] if split == "val" and len(documents["val"]) < 2 else []
         rng = random.Random(f"{settings.seed}-{task['chunk']}-{split}")
-        instances = create_instances(documents, settings_split, rng) if len(documents) >= 2 else []
+        instances = []
+        if documents[split] and len(documents[split]) + len(extra) >= 2:
+            instances = create_instances(documents[split], settings_split, rng, extra)
         if instances:
             write_shard(
                 instances,

@@ -1,0 +1,96 @@
+"""Sharded pretraining instances: parallel preparation, caching, masked batches."""
+
+import numpy as np
+import pytest
+import torch
+from conftest import write_corpus
+
+from bertlab.data.pretraining import PretrainingDataModule
+from bertlab.tokenizer import special_ids, train_wordpiece
+
+
+@pytest.fixture(scope="module")
+def corpus_and_tokenizer(tmp_path_factory):
+    corpus = write_corpus(tmp_path_factory.mktemp("corpus") / "corpus.txt", documents=120)
+    tokenizer = train_wordpiece(corpus.read_text().splitlines(), vocab_size=200, min_frequency=1)
+    return corpus, tokenizer
+
+
+def prepared(corpus, tokenizer, cache_dir, **settings) -> PretrainingDataModule:
+    datamodule = PretrainingDataModule(
+        corpus=str(corpus),
+        max_seq_length=64,
+        dupe_factor=2,
+        num_workers=0,
+        cache_dir=str(cache_dir),
+        **settings,
+    )
+    datamodule.set_tokenizer(tokenizer)
+    datamodule.prepare_data()
+    datamodule.setup()
+    return datamodule
+
+
+def shard_arrays(datamodule) -> dict[str, np.ndarray]:
+    return {p.name: np.load(p) for p in sorted(datamodule.shard_dir.glob("*.npy"))}
+
+
+def test_parallel_workers_write_the_same_shards_as_one_process(corpus_and_tokenizer, tmp_path):
+    corpus, tokenizer = corpus_and_tokenizer
+    serial = prepared(corpus, tokenizer, tmp_path / "serial", chunk_chars=3000, prepare_workers=1)
+    parallel = prepared(
+        corpus, tokenizer, tmp_path / "parallel", chunk_chars=3000, prepare_workers=2
+    )
+    serial_arrays, parallel_arrays = shard_arrays(serial), shard_arrays(parallel)
+    assert len(serial_arrays) >= 8  # several chunks, each a train and a val shard
+    assert serial_arrays.keys() == parallel_arrays.keys()
+    for name, array in serial_arrays.items():
+        np.testing.assert_array_equal(array, parallel_arrays[name], err_msg=name)
+    assert serial.info() == parallel.info()
+
+
+def test_same_settings_reuse_the_cache_and_new_ones_rebuild(corpus_and_tokenizer, tmp_path):
+    corpus, tokenizer = corpus_and_tokenizer
+    first = prepared(corpus, tokenizer, tmp_path).shard_dir
+    assert prepared(corpus, tokenizer, tmp_path).shard_dir == first
+    assert prepared(corpus, tokenizer, tmp_path, short_seq_prob=0.5).shard_dir != first
+    assert len(list((tmp_path / "pretraining").glob("*/complete.json"))) == 2
+
+
+def test_batches_are_masked_bert_pairs_padded_per_batch(corpus_and_tokenizer, tmp_path):
+    corpus, tokenizer = corpus_and_tokenizer
+    datamodule = prepared(corpus, tokenizer, tmp_path)
+    ids = special_ids(tokenizer)
+    batch = next(iter(datamodule.train_dataloader()))
+    lengths = batch["attention_mask"].sum(1)
+    assert (
+        batch["input_ids"].shape[1] % 8 == 0
+        and batch["input_ids"].shape[1] - int(lengths.max()) < 8
+    )
+    assert (batch["input_ids"][:, 0] == ids.cls).all()
+    for row in range(len(lengths)):
+        n = int(lengths[row])
+        assert (batch["input_ids"][row, n:] == ids.pad).all()
+        assert int((batch["input_ids"][row, :n] == ids.sep).sum()) >= 2 - int(
+            (batch["masked_labels"][row] == ids.sep).sum()
+        )
+        positions = batch["masked_positions"][row][batch["masked_positions"][row] >= 0]
+        assert 1 <= len(positions) <= 20 and int(positions.max()) < n
+    assert set(batch["next_sentence_labels"].tolist()) <= {0, 1}
+
+
+def test_static_masks_repeat_and_dynamic_masks_change_between_epochs(
+    corpus_and_tokenizer, tmp_path
+):
+    corpus, tokenizer = corpus_and_tokenizer
+    static = prepared(corpus, tokenizer, tmp_path).train_set
+    dynamic = prepared(corpus, tokenizer, tmp_path, masking="dynamic").train_set
+    assert np.array_equal(static[(0, 3)]["masked_positions"], static[(1, 3)]["masked_positions"])
+    changed = sum(
+        not np.array_equal(dynamic[(0, i)]["masked_positions"], dynamic[(1, i)]["masked_positions"])
+        for i in range(20)
+    )
+    assert changed >= 15
+    assert torch.equal(
+        torch.as_tensor(dynamic[(1, 3)]["input_ids"]), torch.as_tensor(dynamic[(1, 3)]["input_ids"])
+    )
