@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import os
 import platform
+import random
 import statistics
 import time
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import torch
 import yaml
 
@@ -88,3 +90,44 @@ def report(title: str, rates: dict[str, float], baseline: str, candidate: str) -
         print(f"  {name:<28} {rate:10.1f} samples/s")
     print(f"  ratio {candidate} / {baseline}: {ratio:.2f}x   ({load()})")
     return ratio
+
+
+SYLLABLES = ["ka", "lo", "mi", "ne", "ru", "sa", "ti", "vo", "be", "da", "fe", "gi", "ho"]
+SYLLABLES += ["ju", "ke", "la", "ma", "no", "pe", "ri", "so", "tu", "ve", "wa", "ze"]
+
+
+def generated_vocabulary(size: int, seed: int = 0) -> list[str]:
+    """`size` distinct pseudo-words of 2 to 4 syllables."""
+    rng = random.Random(seed)
+    words: set[str] = set()
+    while len(words) < size:
+        words.add("".join(rng.choices(SYLLABLES, k=rng.randint(2, 4))))
+    return sorted(words)
+
+
+def write_generated_corpus(path: Path, megabytes: float, seed: int = 0) -> Path:
+    """BERT's corpus format (a sentence per line, a blank line between documents).
+
+    Words follow a Zipf law over 30,000 pseudo-words, like real text; written in blocks of
+    200,000 words, so generating hundreds of MB takes seconds and little memory.
+    """
+    rng = np.random.default_rng(seed)
+    vocabulary = rng.permutation(np.array(generated_vocabulary(30_000, seed), dtype=object))
+    probabilities = 1 / np.arange(1, len(vocabulary) + 1) ** 0.9
+    probabilities /= probabilities.sum()
+    target, written = int(megabytes * 1_000_000), 0
+    with open(path, "w", encoding="utf-8") as out:
+        while written < target:
+            words = vocabulary[rng.choice(len(vocabulary), 200_000, p=probabilities)].tolist()
+            ends = np.cumsum(rng.integers(6, 26, size=20_000))
+            ends = ends[ends <= len(words)]
+            lines, start = [], 0
+            for end in ends.tolist():
+                lines.append(" ".join(words[start:end]).capitalize() + ".")
+                # about one document break every 8 sentences
+                lines.append("" if rng.random() < 0.125 else None)
+                start = end
+            block = "\n".join(line for line in lines if line is not None) + "\n\n"
+            out.write(block)
+            written += len(block)
+    return path

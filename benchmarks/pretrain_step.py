@@ -3,7 +3,9 @@
 Both sides: the same architecture (conf/model/<name>.yaml), vocabulary 30522 (that of
 bert-base-uncased, what Hugging Face users train with), batch 32 of full 128-token
 sequence pairs, 15% masking (19 positions per sequence, BERT's
-max_predictions_per_seq 20), MLM + NSP loss, AdamW, dropout on, fp32.
+max_predictions_per_seq 20), MLM + NSP loss, fused AdamW (torch's CPU kernel; the
+transformers Trainer's default optimizer too) with weight decay off biases and
+LayerNorms, a linear schedule, dropout on, fp32.
 
 bertlab's MLM head gathers the masked positions first and runs transform + tied decoder
 on those only; transformers' head runs over all 32 x 128 positions and its loss ignores
@@ -77,7 +79,7 @@ def optimizer_settings() -> dict:
         "betas": [0.9, 0.999],
         "eps": 1e-6,
         "weight_decay": 0.01,
-        "fused": True,  # conf/optimizer/adamw.yaml; bertlab drops it on CPU
+        "fused": True,  # conf/optimizer/adamw.yaml: fused kernel on CUDA and CPU
         "warmup_ratio": 0.06,
     }
 
@@ -117,6 +119,7 @@ def transformers_step(settings: dict, batch: dict) -> Callable[[], None]:
         [{"params": decay, "weight_decay": 0.01}, {"params": no_decay, "weight_decay": 0.0}],
         lr=1e-4,
         eps=1e-6,
+        fused=True,  # as bertlab's config, and the transformers Trainer's default optimizer
     )
     scheduler = get_linear_schedule_with_warmup(optimizer, 600, 10_000)
 

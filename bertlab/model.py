@@ -70,21 +70,35 @@ class BertSelfAttention(nn.Module):
         self.value = nn.Linear(config.hidden_size, config.hidden_size)
         self.dropout_p = config.attention_dropout
 
-    def forward(self, x: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
-        B, T, H = x.shape
-        # One (H, 3H) matrix product instead of three (H, H) ones: fewer, larger kernels.
-        # The three Linear layers keep their checkpoint names; concatenating their weights
-        # costs 3 H^2 copies per step, small next to the B T H 3H product.
-        weight = torch.cat([self.query.weight, self.key.weight, self.value.weight])  # (3H, H)
-        bias = torch.cat([self.query.bias, self.key.bias, self.value.bias])
-        qkv = F.linear(x, weight, bias).view(B, T, 3, self.num_heads, H // self.num_heads)
-        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # (B, nh, T, hs) each
+    def forward(
+        self,
+        x: torch.Tensor,
+        attention_mask: torch.Tensor | None,
+        queries: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Self-attention over x (B, T, H); with `queries` (B, Q, H), only those rows ask."""
+        # One matrix product for several projections: fewer, larger kernels. The Linear
+        # layers keep their checkpoint names; concatenating their weights costs a few H^2
+        # copies per step, small next to the B T H 3H product.
+        if queries is None:
+            q, k, v = self._heads(x, self.query, self.key, self.value)  # (B, nh, T, hs) each
+        else:
+            (q,) = self._heads(queries, self.query)  # (B, nh, Q, hs)
+            k, v = self._heads(x, self.key, self.value)
         # attention_mask is (B, 1, 1, T), True where a key may be attended; SDPA picks a
         # fused kernel (flash / memory-efficient on GPU) for it.
         y = F.scaled_dot_product_attention(
             q, k, v, attn_mask=attention_mask, dropout_p=self.dropout_p if self.training else 0.0
         )
-        return y.transpose(1, 2).reshape(B, T, H)
+        B, _, Q, hs = y.shape
+        return y.transpose(1, 2).reshape(B, Q, self.num_heads * hs)
+
+    def _heads(self, x: torch.Tensor, *projections: nn.Linear) -> tuple[torch.Tensor, ...]:
+        B, T, H = x.shape
+        weight = torch.cat([p.weight for p in projections])  # (kH, H)
+        bias = torch.cat([p.bias for p in projections])
+        y = F.linear(x, weight, bias).view(B, T, len(projections), self.num_heads, -1)
+        return tuple(y.permute(2, 0, 3, 1, 4).unbind(0))  # k x (B, nh, T, hs)
 
 
 class BertSelfOutput(nn.Module):
@@ -106,8 +120,14 @@ class BertAttention(nn.Module):
         self.self = BertSelfAttention(config)
         self.output = BertSelfOutput(config, config.hidden_size)
 
-    def forward(self, x: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
-        return self.output(self.self(x, attention_mask), x)
+    def forward(
+        self,
+        x: torch.Tensor,
+        attention_mask: torch.Tensor | None,
+        queries: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        residual = x if queries is None else queries
+        return self.output(self.self(x, attention_mask, queries), residual)
 
 
 class BertIntermediate(nn.Module):
@@ -127,8 +147,13 @@ class BertLayer(nn.Module):
         self.intermediate = BertIntermediate(config)
         self.output = BertSelfOutput(config, config.intermediate_size)
 
-    def forward(self, x: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
-        x = self.attention(x, attention_mask)
+    def forward(
+        self,
+        x: torch.Tensor,
+        attention_mask: torch.Tensor | None,
+        queries: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        x = self.attention(x, attention_mask, queries)
         return self.output(self.intermediate(x), x)
 
 
@@ -137,10 +162,26 @@ class BertEncoder(nn.Module):
         super().__init__()
         self.layer = nn.ModuleList(BertLayer(config) for _ in range(config.num_layers))
 
-    def forward(self, x: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
-        for layer in self.layer:
+    def forward(
+        self,
+        x: torch.Tensor,
+        attention_mask: torch.Tensor | None,
+        output_positions: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """(B, T, H) -> (B, T, H), or (B, P, H) at `output_positions` (B, P) when given.
+
+        Only the last layer's outputs leave the encoder, so when a head reads a few
+        positions (pretraining: [CLS] and the masked tokens, ~16% of them) the last layer
+        computes its queries, attention output and feed-forward for those rows only;
+        keys and values still cover every token, so the result is exact.
+        """
+        *lower, last = self.layer
+        for layer in lower:
             x = layer(x, attention_mask)
-        return x
+        if output_positions is None:
+            return last(x, attention_mask)
+        rows = torch.arange(x.shape[0], device=x.device)[:, None]
+        return last(x, attention_mask, queries=x[rows, output_positions])  # (B, P, H)
 
 
 class BertPooler(nn.Module):
@@ -167,20 +208,34 @@ class BertModel(nn.Module):
         input_ids: torch.Tensor,
         token_type_ids: torch.Tensor | None = None,
         attention_mask: torch.Tensor | None = None,
+        output_positions: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """`output_positions` (B, P): return only those positions' states (B, P, H).
+
+        The pooler reads the first returned position, so put 0 ([CLS]) first when
+        it is needed.
+        """
         if token_type_ids is None:
             token_type_ids = torch.zeros_like(input_ids)
         x = self.embeddings(input_ids, token_type_ids)
-        sequence_output = self.encoder(x, _key_mask(attention_mask))
+        sequence_output = self.encoder(x, _key_mask(attention_mask), output_positions)
         pooled = self.pooler(sequence_output) if self.pooler is not None else None
         return sequence_output, pooled
 
 
 def _key_mask(attention_mask: torch.Tensor | None) -> torch.Tensor | None:
     """(B, T) 1/0 padding mask -> (B, 1, 1, T) boolean key mask; None when nothing is padded."""
-    if attention_mask is None or bool(attention_mask.all()):
-        return None  # lets SDPA use its fastest unmasked kernel
+    if attention_mask is None:
+        return None
+    # Skipping an all-ones mask lets SDPA use its fastest unmasked kernel, but the test reads
+    # tensor values: tracing (ONNX, TorchScript) and torch.export would freeze one branch.
+    if not _tracing() and bool(attention_mask.all()):
+        return None
     return attention_mask.bool()[:, None, None, :]
+
+
+def _tracing() -> bool:
+    return torch.jit.is_tracing() or torch.compiler.is_exporting()
 
 
 class BertPreTrainedModel(nn.Module):
@@ -257,16 +312,14 @@ class BertForPreTraining(BertPreTrainedModel):
         predictions; the logits follow the row-major order of the valid entries.
         Without it the MLM head runs on every position and returns (B, T, V).
         """
-        sequence_output, pooled = self.bert(input_ids, token_type_ids, attention_mask)
         if masked_positions is None:
-            masked_hidden = sequence_output
-        else:
-            B, T, H = sequence_output.shape
-            valid = masked_positions >= 0
-            flat_index = (torch.arange(B, device=input_ids.device)[:, None] * T + masked_positions)[
-                valid
-            ]
-            masked_hidden = sequence_output.reshape(B * T, H).index_select(0, flat_index)  # (N, H)
+            sequence_output, pooled = self.bert(input_ids, token_type_ids, attention_mask)
+            return self.cls.predictions(sequence_output), self.cls.seq_relationship(pooled)
+        # [CLS] (for NSP) then the masked positions; -1 padding reads [CLS] and is dropped.
+        valid = masked_positions >= 0
+        cls_first = F.pad(masked_positions.clamp(min=0), (1, 0))  # (B, 1 + P)
+        states, pooled = self.bert(input_ids, token_type_ids, attention_mask, cls_first)
+        masked_hidden = states[:, 1:][valid]  # (N, H), row-major like the labels
         return self.cls.predictions(masked_hidden), self.cls.seq_relationship(pooled)
 
 

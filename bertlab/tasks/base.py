@@ -6,6 +6,7 @@ import time
 
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.plugins.precision import MixedPrecision
 from torch import nn
 
 from bertlab.optim import configure_optimizer
@@ -36,8 +37,17 @@ class BertTaskModule(pl.LightningModule):
             self.__dict__["_compiled_model"] = torch.compile(self.model)
 
     def configure_optimizers(self):
-        return configure_optimizer(
-            self.model, self.hparams.optimizer, self.trainer.estimated_stepping_batches
+        settings = dict(self.hparams.optimizer)
+        if settings.get("fused") and self._clips_under_mixed_precision():
+            # Lightning refuses to clip gradients for a fused optimizer under mixed precision
+            # (such an optimizer may unscale them itself); the default foreach kernels are
+            # nearly as fast on GPU.
+            settings["fused"] = None
+        return configure_optimizer(self.model, settings, self.trainer.estimated_stepping_batches)
+
+    def _clips_under_mixed_precision(self) -> bool:
+        return bool(self.trainer.gradient_clip_val) and isinstance(
+            self.trainer.precision_plugin, MixedPrecision
         )
 
     # Throughput: samples and real (non-padding) tokens per second of wall time per batch.

@@ -1,0 +1,137 @@
+"""Lightning overhead: bertlab-train's Trainer vs a raw PyTorch loop, same model and batches.
+
+Both sides train the same PretrainingModule network (`model=tiny`, batch 32, sequence 128,
+pretraining instances from a generated corpus) from the same DataLoader for the same
+number of optimizer steps, with AdamW + linear schedule and gradient clipping at 1.0.
+The Lightning side is what `bertlab-train` builds (conf/trainer/cpu.yaml, the CSV logger,
+the LR monitor, the progress bar, the module's metrics and throughput logging) minus
+checkpoint writing and validation, which the raw loop does not do; its time includes
+`Trainer` start-up per repetition.
+
+    python benchmarks/lightning_overhead.py
+    python benchmarks/lightning_overhead.py --model mini --steps 60
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from common import interleaved_rates, load, machine, write_generated_corpus
+from hydra import compose, initialize_config_dir
+from hydra.utils import instantiate
+from omegaconf import open_dict
+from pytorch_lightning.callbacks import ModelCheckpoint
+
+from bertlab import pipeline
+from bertlab.optim import configure_optimizer
+
+
+def config(corpus: Path, work: Path, model: str, steps: int):
+    conf_dir = Path(__file__).resolve().parents[1] / "conf"
+    with initialize_config_dir(config_dir=str(conf_dir), version_base="1.3"):
+        cfg = compose(
+            "train",
+            overrides=[
+                f"model={model}",
+                f"task.corpus={corpus}",
+                "task.batch_size=32",
+                "task.max_seq_length=128",
+                "task.dupe_factor=1",
+                f"trainer.max_steps={steps}",
+                "+trainer.limit_val_batches=0",
+                "trainer.enable_model_summary=false",
+            ],
+        )
+    with open_dict(cfg):
+        cfg.run_dir = str(work / "run")
+        cfg.cache_dir = str(work / "cache")
+    return cfg
+
+
+def lightning_side(cfg, module, datamodule, steps: int) -> Callable[[], int]:
+    """bertlab-train's Trainer (pipeline.build_trainer) without its checkpoint writers."""
+
+    def run() -> int:
+        callbacks = [instantiate(c) for c in cfg.callbacks.values() if c is not None]
+        trainer = instantiate(
+            cfg.trainer,
+            logger=[instantiate(section) for section in cfg.logger.values()],
+            callbacks=[c for c in callbacks if not isinstance(c, ModelCheckpoint)],
+            enable_checkpointing=False,
+        )
+        trainer.fit(module, datamodule=datamodule)
+        assert trainer.global_step == steps
+        return steps * cfg.task.batch_size
+
+    return run
+
+
+def raw_loop_side(cfg, module, datamodule, steps: int) -> Callable[[], int]:
+    """The same work by hand: forward, MLM + NSP loss, backward, clip, step, schedule."""
+    model = module.model
+    built = configure_optimizer(model, dict(cfg.optimizer), total_steps=steps)
+    optimizer, scheduler = built["optimizer"], built["lr_scheduler"]["scheduler"]
+
+    def run() -> int:
+        model.train()
+        batches = iter(datamodule.train_dataloader())
+        for _ in range(steps):
+            batch = next(batches)
+            masked_positions = batch["masked_positions"]
+            mlm_logits, nsp_logits = model(
+                batch["input_ids"],
+                batch["token_type_ids"],
+                batch["attention_mask"],
+                masked_positions,
+            )
+            loss = F.cross_entropy(
+                mlm_logits.float(), batch["masked_labels"][masked_positions >= 0]
+            ) + F.cross_entropy(nsp_logits.float(), batch["next_sentence_labels"])
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.trainer.gradient_clip_val)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+        return steps * cfg.task.batch_size
+
+    return run
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="tiny")
+    parser.add_argument("--steps", type=int, default=40, help="optimizer steps per repetition")
+    parser.add_argument("--repetitions", type=int, default=5)
+    args = parser.parse_args()
+    print(f"machine: {machine()}; {load()}")
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        corpus = write_generated_corpus(work / "corpus.txt", megabytes=4)
+        cfg = config(corpus, work, args.model, args.steps)
+        pl.seed_everything(cfg.seed)
+        datamodule = pipeline.build_datamodule(cfg)
+        tokenizer = pipeline.resolve_tokenizer(cfg, datamodule)
+        datamodule.set_tokenizer(tokenizer)
+        datamodule.prepare_data()
+        datamodule.setup("fit")
+        module = pipeline.build_module(cfg, datamodule, tokenizer)
+        sides = {
+            "raw PyTorch loop": raw_loop_side(cfg, module, datamodule, args.steps),
+            "bertlab (Lightning)": lightning_side(cfg, module, datamodule, args.steps),
+        }
+        rates = interleaved_rates(sides, args.repetitions)
+    raw, lightning = rates["raw PyTorch loop"], rates["bertlab (Lightning)"]
+    print(f"Lightning overhead, model={args.model}, batch 32, seq 128, {args.steps} steps per run")
+    for name, rate in rates.items():
+        print(f"  {name:<28} {rate:10.1f} samples/s")
+    print(f"  overhead: {100 * (raw / lightning - 1):.1f}% more time per step   ({load()})")
+
+
+if __name__ == "__main__":
+    main()
