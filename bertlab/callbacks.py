@@ -15,6 +15,7 @@ import random
 import signal
 import sys
 import threading
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -24,11 +25,13 @@ import torch
 from pytorch_lightning.callbacks import Callback, ModelCheckpoint
 from pytorch_lightning.utilities import rank_zero_only
 from pytorch_lightning.utilities.exceptions import SIGTERMException
+from pytorch_lightning.utilities.warnings import PossibleUserWarning
 from torch.utils.data import DataLoader
 
 log = logging.getLogger(__name__)
 
 LAST_CHECKPOINT = Path("checkpoints") / "last.ckpt"
+MID_EPOCH_WARNING = "You're resuming from a checkpoint that ended before the epoch ended"
 
 
 # ---- checkpoints every N steps ------------------------------------------------------------
@@ -235,6 +238,9 @@ class ExactResume(Callback):
       checkpoint's loop counters, and the train sampler is told, via `resume_at(epoch,
       start)`, before its first iterator is made. Samplers without `resume_at` restart the
       epoch (Lightning's behaviour, with its warning).
+
+    The W&B run continues by its id (bertlab/pipeline.py); CSVLogger starts metrics.csv
+    afresh (docs/reliability.md).
     """
 
     def __init__(self) -> None:
@@ -288,6 +294,8 @@ def resume_train_sampler(datamodule: pl.LightningDataModule, epoch: int, batches
             sampler.resume_at(epoch + 1, 0)
         else:  # a sampler of indices counts items; one of whole batches (batch_size=None) batches
             sampler.resume_at(epoch, batches * (loader.batch_size or 1))
+        # Lightning cannot see that this loader resumes mid-epoch and would warn otherwise.
+        warnings.filterwarnings("ignore", message=MID_EPOCH_WARNING, category=PossibleUserWarning)
         return loader
 
     datamodule.train_dataloader = train_dataloader
