@@ -23,6 +23,7 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import Callback, ModelCheckpoint
+from pytorch_lightning.trainer.states import TrainerFn
 from pytorch_lightning.utilities import rank_zero_only
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 from pytorch_lightning.utilities.warnings import PossibleUserWarning
@@ -239,6 +240,10 @@ class ExactResume(Callback):
       start)`, before its first iterator is made. Samplers without `resume_at` restart the
       epoch (Lightning's behaviour, with its warning).
 
+    Two Lightning details would still break exactness, and are worked around here: after a
+    resume from an end-of-epoch checkpoint it gives the sampler an epoch one ahead, and a
+    new DataLoader iterator draws its seed from the global RNG that dropout uses.
+
     The W&B run continues by its id (bertlab/pipeline.py); CSVLogger starts metrics.csv
     afresh (docs/reliability.md).
     """
@@ -254,7 +259,8 @@ class ExactResume(Callback):
 
     def on_load_checkpoint(self, trainer: pl.Trainer, pl_module, checkpoint: dict) -> None:
         position = training_position(checkpoint)
-        if position is not None and trainer.datamodule is not None:
+        fitting = trainer.state.fn == TrainerFn.FITTING  # not trainer.validate(ckpt_path=...)
+        if position is not None and fitting and trainer.datamodule is not None:
             resume_train_sampler(trainer.datamodule, *position)
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
