@@ -78,7 +78,7 @@ class GracefulStop(Callback):
 
     def __init__(self, run_dir: str):
         self.run_dir = Path(run_dir)
-        self.sigint_received = False
+        self.sigint_received = self.sigterm_received = False
         self._previous_sigint: Any = None
         self._saved = False
 
@@ -88,7 +88,7 @@ class GracefulStop(Callback):
 
     # Ctrl-C --------------------------------------------------------------------------------
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self.sigint_received, self._saved = False, False
+        self.sigint_received = self.sigterm_received = self._saved = False
         if threading.current_thread() is threading.main_thread():
             self._previous_sigint = signal.signal(signal.SIGINT, self._on_sigint)
 
@@ -114,12 +114,17 @@ class GracefulStop(Callback):
 
     # the stop itself -----------------------------------------------------------------------
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module, outputs, batch, batch_idx) -> None:
-        if not _optimizer_stepped(trainer, batch_idx):
-            return  # mid-accumulation: the summed gradients are not in any checkpoint
-        local = trainer.received_sigterm or self.sigint_received
+        stepped = _optimizer_stepped(trainer, batch_idx)
+        if trainer.received_sigterm:
+            self.sigterm_received = True
+            if not stepped:  # Lightning would stop after this very batch, mid-accumulation
+                _defer_lightning_sigterm(trainer)
+        if not stepped:
+            return  # the summed gradients of an unfinished accumulation are in no checkpoint
+        local = self.sigterm_received or self.sigint_received
         if not trainer.strategy.reduce_boolean_decision(local, all=False):
             return
-        signal_name = "SIGTERM" if trainer.received_sigterm else "SIGINT"
+        signal_name = "SIGTERM" if self.sigterm_received else "SIGINT"
         self._save(trainer, signal_name)
         self._restore_sigint()
         raise RunInterrupted(128 + getattr(signal, signal_name).value)
@@ -138,6 +143,12 @@ class GracefulStop(Callback):
         trainer.save_checkpoint(self.checkpoint_path)
         self._saved = True
         _print_resume_hint(signal_name, trainer.global_step, self.checkpoint_path, self.run_dir)
+
+
+def _defer_lightning_sigterm(trainer: pl.Trainer) -> None:
+    """Lightning checks its SIGTERM flag after every batch; this callback stops at the end of
+    the optimizer step instead (Lightning has no public way to defer, hence the private flag)."""
+    trainer._signal_connector.received_sigterm = False
 
 
 def _optimizer_stepped(trainer: pl.Trainer, batch_idx: int) -> bool:

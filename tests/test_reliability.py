@@ -186,6 +186,22 @@ def test_ctrl_c_stops_at_the_step_boundary(workspace):
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler given back
 
 
+def test_sigterm_under_gradient_accumulation_waits_for_the_optimizer_step(workspace):
+    name = "sigterm-accumulating"
+    with pytest.raises(RunInterrupted):
+        run(
+            workspace,
+            name,
+            "trainer.accumulate_grad_batches=2",
+            "+callbacks.signal._target_=test_reliability.SignalAtStep",
+            "+callbacks.signal.step=3",  # arrives during the first of step 4's two batches
+            "+callbacks.signal.signal_name=SIGTERM",
+        )
+    checkpoint = last_checkpoint(workspace / name)
+    assert checkpoint["global_step"] == 4
+    assert training_position(checkpoint) == (0, 8)  # both halves of step 4 were trained
+
+
 # ---- numerical faults -----------------------------------------------------------------------
 
 
