@@ -22,6 +22,7 @@ import pytest
 import pytorch_lightning as pl
 import torch
 from conftest import FAST_PRETRAINING, compose_config, write_corpus
+from test_readers import write_custom
 
 from bertlab import pipeline
 from bertlab.callbacks import NonFiniteError, RunInterrupted, training_position
@@ -149,6 +150,47 @@ def test_crash_then_resume_matches_uninterrupted_run(
 
     run(workspace, name, "resume=true", f"callbacks.step_checkpoint.every_n_train_steps={every}")
     assert_same_final_state(workspace / name, reference_run)
+
+
+def test_fine_tuning_resumes_identically_too(tmp_path):
+    """The classification data module's bucket sampler resumes its epoch the same way."""
+    rows = [
+        (f"review {i} was {'good' if i % 2 else 'bad'} indeed", "pos" if i % 2 else "neg")
+        for i in range(40)
+    ]
+    write_custom(tmp_path / "data", "csv", "train.csv", rows)
+    write_custom(tmp_path / "data", "csv", "dev.csv", rows[:8])
+    common = [
+        "task=custom",
+        f"task.data_dir={tmp_path / 'data'}",
+        "task.text_columns=[review]",
+        "task.label_column=stars",
+        "task.batch_size=4",  # 10 batches an epoch
+        "trainer.max_steps=16",
+        "trainer.deterministic=true",
+        "callbacks.step_checkpoint.every_n_train_steps=3",
+        "tokenizer.vocab_size=100",
+        "tokenizer.min_frequency=1",
+        "trainer.enable_model_summary=false",
+        "~callbacks.progress_bar",
+    ]
+
+    def fine_tune(name: str, *extra: str) -> None:
+        train(compose_config([*common, *extra], tmp_path / name, tmp_path / "cache"))
+
+    fine_tune("reference")
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        fine_tune(
+            "run",
+            "+callbacks.crash._target_=test_reliability.CrashAtStep",
+            "+callbacks.crash.step=14",
+        )
+    saved = last_checkpoint(tmp_path / "run")
+    epoch, batches = training_position(saved)
+    assert saved["global_step"] == 12 and epoch == 1 and batches > 0  # mid-epoch
+    fine_tune("run", "resume=true")
+    ours, theirs = (last_checkpoint(tmp_path / d)["state_dict"] for d in ("run", "reference"))
+    assert all(torch.equal(ours[name], theirs[name]) for name in theirs)
 
 
 def test_sigterm_saves_at_that_step_and_resumes_identically(workspace, reference_run, capsys):
