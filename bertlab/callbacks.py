@@ -48,7 +48,7 @@ class StepCheckpoint(ModelCheckpoint):
     `max_steps` between two saves would lose its final steps; this one saves them.
     """
 
-    def __init__(self, dirpath: str, every_n_train_steps: int | None = 1000, **kwargs: Any):
+    def __init__(self, dirpath: str, every_n_train_steps: int | None = 500, **kwargs: Any):
         kwargs = {"save_top_k": 0, "save_last": True, "enable_version_counter": False, **kwargs}
         super().__init__(
             dirpath=dirpath, monitor=None, every_n_train_steps=every_n_train_steps, **kwargs
