@@ -49,6 +49,14 @@ def interleaved_rates(
     sides: dict[str, Callable[[], int]], repetitions: int, warmup: int = 1
 ) -> dict[str, float]:
     """Median samples/s per side; each call of a side runs some steps and returns its samples."""
+    samples = interleaved_samples(sides, repetitions, warmup)
+    return {name: statistics.median(values) for name, values in samples.items()}
+
+
+def interleaved_samples(
+    sides: dict[str, Callable[[], int]], repetitions: int, warmup: int = 1
+) -> dict[str, list[float]]:
+    """Samples/s per side and repetition, the sides alternating within each repetition."""
     for _ in range(warmup):
         for run in sides.values():
             run()
@@ -60,7 +68,9 @@ def interleaved_rates(
             started = time.perf_counter()
             samples = sides[name]()
             rates[name].append(samples / (time.perf_counter() - started))
-    return {name: statistics.median(values) for name, values in rates.items()}
+        shown = ", ".join(f"{name} {values[-1]:.1f}" for name, values in rates.items())
+        print(f"  repetition {repetition + 1}: {shown} samples/s ({load()})", flush=True)
+    return rates
 
 
 def machine() -> str:
