@@ -30,7 +30,8 @@ class BertTaskModule(pl.LightningModule):
     @property
     def network(self) -> nn.Module:
         """`self.model`, compiled when `model.compile=true` (kept out of the state dict)."""
-        return self.__dict__.get("_compiled_model") or self.model
+        compiled = self.__dict__.get("_compiled_model")  # no `or`: bool() of it raises
+        return self.model if compiled is None else compiled
 
     def setup(self, stage: str) -> None:
         if self.hparams.model.get("compile") and "_compiled_model" not in self.__dict__:
