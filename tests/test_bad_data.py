@@ -379,15 +379,7 @@ def test_file_not_found(prepared, name):
     assert path.name in message and re.search(r"not found|matches no file|no .* there", message)
 
 
-SQUAD_UTF8 = pytest.mark.xfail(
-    reason="read_squad_file lets UnicodeDecodeError through (diff in the issue 8 report)",
-    strict=False,
-)
-
-
-@pytest.mark.parametrize(
-    "name", [pytest.param(n, marks=SQUAD_UTF8) if "squad" in n else n for n in FILES]
-)
+@pytest.mark.parametrize("name", FILES)
 def test_bytes_that_are_not_utf8(prepared, name):
     reader, cfg, path = prepared(name)
     content = path.read_bytes()
@@ -433,10 +425,6 @@ def test_a_megabyte_text_is_read_and_truncated(prepared, name):
     run_data_steps(cfg)
 
 
-@pytest.mark.xfail(
-    reason="the csv module's field limit escapes as _csv.Error (diff in the issue 8 report)",
-    strict=False,
-)
 def test_a_megabyte_csv_field_is_an_error_naming_file_and_line(prepared):
     """Python's csv module caps a field at 131,072 characters; past it, the row is named."""
     reader, cfg, path = prepared("custom-csv")

@@ -119,7 +119,12 @@ def _read_tsv(path: Path, layout: TableLayout, counts: ReadCounts) -> Iterator[R
 def _read_csv(path: Path, layout: TableLayout, counts: ReadCounts) -> Iterator[RawExample]:
     with open(path, encoding="utf-8-sig", newline="") as handle:
         reader = csv.reader(handle)
-        yield from _rows_to_examples(path, _nonblank(_numbered_csv_rows(reader)), layout, counts)
+        try:
+            yield from _rows_to_examples(
+                path, _nonblank(_numbered_csv_rows(reader)), layout, counts
+            )
+        except csv.Error as error:  # e.g. a field over the csv module's 131,072 characters
+            raise DataError(path, f"{error} (an unbalanced quote?)", reader.line_num) from None
 
 
 def _numbered_csv_rows(reader) -> Iterator[tuple[int, list[str]]]:

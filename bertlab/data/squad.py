@@ -67,6 +67,10 @@ def read_squad_file(path: str | Path, require_answers: bool = False) -> SquadSpl
             articles = json.load(handle)["data"]
     except json.JSONDecodeError as error:
         raise DataError(path, f"not valid JSON: {error.msg}", line=error.lineno) from error
+    except UnicodeDecodeError as error:
+        raise DataError(
+            path, f"not valid UTF-8 ({error.reason})", line=_first_undecodable_line(path)
+        ) from None
     except (KeyError, TypeError) as error:
         raise DataError(path, "not a SQuAD file: no top-level 'data' list") from error
     split = SquadSplit(contexts=[], examples=[], source=str(path))
@@ -77,6 +81,16 @@ def read_squad_file(path: str | Path, require_answers: bool = False) -> SquadSpl
             where = f"data[{article_number}].paragraphs[{paragraph_number}]"
             _add_paragraph(split, paragraph, path, where, require_answers)
     return split
+
+
+def _first_undecodable_line(path: Path) -> int | None:
+    with open(path, "rb") as lines:
+        for number, line in enumerate(lines, 1):
+            try:
+                line.decode("utf-8")
+            except UnicodeDecodeError:
+                return number
+    return None
 
 
 def _required(record, key: str, path: Path, where: str):
