@@ -255,8 +255,8 @@ class ExactResume(Callback):
     resume from an end-of-epoch checkpoint it gives the sampler an epoch one ahead, and a
     new DataLoader iterator draws its seed from the global RNG that dropout uses.
 
-    The W&B run continues by its id (bertlab/pipeline.py); CSVLogger starts metrics.csv
-    afresh (docs/reliability.md).
+    The W&B run continues by its id (bertlab/pipeline.py); metrics.csv is appended to
+    (bertlab/loggers.py).
     """
 
     def __init__(self) -> None:

@@ -25,6 +25,7 @@ from bertlab.checkpoint import (
     load_pretrained,
     tokenizer_from_checkpoint,
 )
+from bertlab.checkpoint_io import AtomicCheckpointIO
 from bertlab.data.base import BertDataModule
 from bertlab.data.cache import cached_dir, fingerprint
 from bertlab.tasks.base import BertTaskModule
@@ -100,7 +101,12 @@ def build_trainer(
 ) -> pl.Trainer:
     loggers = build_loggers(cfg, overrides or [])
     callbacks = [instantiate(section) for section in cfg.callbacks.values() if section is not None]
-    return instantiate(cfg.trainer, logger=loggers or False, callbacks=[*callbacks, recorder])
+    return instantiate(
+        cfg.trainer,
+        logger=loggers or False,
+        callbacks=[*callbacks, recorder],
+        plugins=[AtomicCheckpointIO()],  # a kill mid-save never leaves a truncated last.ckpt
+    )
 
 
 def build_loggers(cfg: DictConfig, overrides: list[str]) -> list:

@@ -155,11 +155,12 @@ def test_accumulating_2_x_16_equals_one_batch_of_32(make_config, corpus_file):
         torch.testing.assert_close(accumulated[name], big_batch[name], atol=1e-6, rtol=0)
 
 
-def test_schedule_counts_optimizer_steps_not_micro_batches(make_config, corpus_file, tmp_path):
+def test_schedule_counts_optimizer_steps_not_micro_batches(make_config, tmp_path):
     steps = tmp_path / "steps"
+    corpus = write_corpus(tmp_path / "corpus.txt", documents=105)  # 12 full batches of 16
     cfg = make_config(
         *FAST_PRETRAINING,
-        f"task.corpus={corpus_file}",
+        f"task.corpus={corpus}",
         "trainer.max_steps=-1",
         "trainer.max_epochs=1",
         "trainer.accumulate_grad_batches=2",

@@ -86,6 +86,27 @@ def test_resume_continues_from_last_checkpoint(make_config, corpus_file, tmp_pat
     )
     train(cfg)
     assert json.loads((run_dir / "results.json").read_text())["steps"] == 20
+    with open(run_dir / "csv" / "metrics.csv") as handle:
+        logged_steps = {int(row["step"]) for row in csv.DictReader(handle) if row.get("train/loss")}
+    assert min(logged_steps) < 10 < max(logged_steps)  # the rows before the resume are kept
+
+
+def test_a_fresh_run_in_the_same_dir_starts_a_fresh_metrics_file(
+    make_config, corpus_file, tmp_path
+):
+    run_dir = tmp_path / "again"
+    for max_steps in (20, 10):
+        train(
+            make_config(
+                *FAST_PRETRAINING,
+                f"task.corpus={corpus_file}",
+                f"trainer.max_steps={max_steps}",
+                run_dir=run_dir,
+            )
+        )
+    with open(run_dir / "csv" / "metrics.csv") as handle:
+        logged_steps = [int(row["step"]) for row in csv.DictReader(handle) if row.get("train/loss")]
+    assert max(logged_steps) < 10 and len(logged_steps) == len(set(logged_steps))
 
 
 def test_resume_without_checkpoint_says_what_to_set(make_config, corpus_file):

@@ -169,7 +169,6 @@ def test_command_line_prints_one_line_and_exits_2(make_config, capsys):
     assert capsys.readouterr().err == "error: optimizer.lr=0: must be a number > 0\n"
 
 
-@pytest.mark.xfail(reason="needs validate_config(cfg) at the top of train()", strict=False)
 def test_train_rejects_before_building_data(corpus_file, tmp_path):
     overrides = [*FAST_PRETRAINING, f"task.corpus={corpus_file}", "optimizer.warmup_ratio=2"]
     cfg = compose_config(overrides, tmp_path / "run", tmp_path / "cache")

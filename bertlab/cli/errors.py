@@ -7,10 +7,11 @@ import logging
 import os
 import sys
 
+from bertlab.callbacks import NonFiniteError
 from bertlab.checkpoint import UnsafeCheckpointError
 from bertlab.data.errors import DataError
 
-USER_ERRORS = (DataError, ValueError, FileNotFoundError, UnsafeCheckpointError)
+USER_ERRORS = (DataError, ValueError, FileNotFoundError, UnsafeCheckpointError, NonFiniteError)
 EXIT_USER_ERROR = 2
 
 

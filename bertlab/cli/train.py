@@ -18,11 +18,13 @@ from omegaconf import DictConfig
 from bertlab import pipeline
 from bertlab.cli.errors import exit_on_user_errors
 from bertlab.sweeps import ddp_relaunch_of_this_job
+from bertlab.validation import validate_config
 
 
 def train(cfg: DictConfig, overrides: list[str] | None = None) -> float:
     """One run. Returns the task's objective metric (what a sweeper optimises)."""
     started = time.time()
+    validate_config(cfg)  # reject contradictory settings before any data is read
     pl.seed_everything(cfg.seed, workers=True)
     datamodule = pipeline.build_datamodule(cfg)
     tokenizer = pipeline.resolve_tokenizer(cfg, datamodule)

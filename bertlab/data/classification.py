@@ -105,6 +105,7 @@ class ClassificationDataModule(BertDataModule):
         num_buckets: int = 10,
         predict_test: bool = False,
         num_workers: int = 0,
+        pin_memory: bool = False,
         cache_dir: str | None = None,
         seed: int = 0,
         language: str | None = None,  # XNLI: read only through the task file's interpolations
@@ -132,7 +133,7 @@ class ClassificationDataModule(BertDataModule):
         self.eval_batch_size = eval_batch_size or batch_size
         self.num_buckets = num_buckets
         self.predict_test = predict_test
-        self.num_workers = num_workers
+        self.num_workers, self.pin_memory = num_workers, pin_memory
         self.cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
         self.seed = seed
         self.sources = self._split_sources(train_file, val_files or {}, test_files or {})
@@ -327,7 +328,13 @@ class ClassificationDataModule(BertDataModule):
             even_shards=shuffle,  # training ranks must step together; evaluation counts each example once
         )
         # batch_size=None: the sampler yields whole batches of indices, the dataset pads them.
-        return DataLoader(split, sampler=sampler, batch_size=None, num_workers=self.num_workers)
+        return DataLoader(
+            split,
+            sampler=sampler,
+            batch_size=None,
+            num_workers=self.num_workers,
+            pin_memory=self.pin_memory,
+        )
 
     def _world(self) -> tuple[int, int]:
         trainer = getattr(self, "trainer", None)

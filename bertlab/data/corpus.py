@@ -86,8 +86,11 @@ def python_documentation() -> Iterator[Document]:
     """English documents from this interpreter: pydoc topics, then standard-library docstrings.
 
     Docstrings are read by parsing source with `ast` (fast, no imports, no side effects).
-    A module's document is its docstring followed by its classes' and functions' docstrings.
-    The result is deterministic for a given Python version.
+    Each docstring of two or more sentences is a document, so "next sentence" means the
+    next sentence of the same docstring; a module's one-sentence docstrings together make
+    one more document. (A whole module as one document made most "next" pairs cross from
+    one function's docstring to another's, which next sentence prediction can hardly tell
+    from a random pair.) The result is deterministic for a given Python version.
     """
     from pydoc_data.topics import topics
 
@@ -98,14 +101,16 @@ def python_documentation() -> Iterator[Document]:
             tree = ast.parse(path.read_text(encoding="utf-8"))
         except (SyntaxError, UnicodeDecodeError, ValueError):
             continue  # a few stdlib files are deliberately invalid (test data)
-        docstrings = [
-            ast.get_docstring(node) or ""
-            for node in ast.walk(tree)
-            if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
-        ]
-        sentences = [s for text in docstrings for s in _sentences(text)]
-        if len(sentences) >= 2:
-            yield sentences
+        one_liners = []
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+                sentences = _sentences(ast.get_docstring(node) or "")
+                if len(sentences) >= 2:
+                    yield sentences
+                else:
+                    one_liners.extend(sentences)
+        if len(one_liners) >= 2:
+            yield one_liners
 
 
 def _stdlib_sources() -> list[Path]:
@@ -154,7 +159,9 @@ def _sentences(text: str) -> list[str]:
 
 def python_documentation_id() -> str:
     """What the default corpus depends on, for cache keys."""
-    return f"python-docs-{sys.version_info.major}.{sys.version_info.minor}.{sys.version_info.micro}"
+    return (
+        f"python-docs-v2-{sys.version_info.major}.{sys.version_info.minor}.{sys.version_info.micro}"
+    )
 
 
 def write_documents(documents: Iterable[Document], path: Path) -> int:

@@ -22,6 +22,9 @@ from tokenizers import Tokenizer
 # and whether B is a random segment from another document (the NSP label, 1 = random).
 OFFSET, LENGTH_A, LENGTH_B, IS_RANDOM_NEXT = range(4)
 
+# Part of the cache key: bump it when a change here changes the instances built from a corpus.
+RECIPE_VERSION = 2
+
 
 @dataclass(frozen=True)
 class InstanceSettings:
@@ -80,23 +83,27 @@ def _instances_from_document(documents, doc_index, settings: InstanceSettings, r
     if rng.random() < settings.short_seq_prob:
         target_length = rng.randint(2, max_num_tokens)
 
+    # Each chunk of sentences makes exactly one instance, "random next" or not, and both
+    # outcomes consume the same sentences; so the NSP labels stay 50/50 whatever the
+    # documents' lengths. The original script departs from that in three places, which
+    # skew its labels towards "random" (to 60% on docstring-sized documents): it puts a
+    # random pair's unused sentences back to start the next chunk, it makes a one-sentence
+    # chunk always random, and it leaves a document's last sentence alone in its own chunk.
     instances, chunk, chunk_length, i = [], [], 0, 0
     while i < len(document):
         chunk.append(document[i])
         chunk_length += len(document[i])
-        if i == len(document) - 1 or chunk_length >= target_length:
+        remaining = len(document) - 1 - i
+        # Close the chunk when it is long enough, has two sentences (A and a possible B) and
+        # does not leave the document's last sentence alone.
+        if remaining == 0 or (chunk_length >= target_length and len(chunk) >= 2 and remaining >= 2):
             is_random_next = rng.random() < 0.5
-            if len(chunk) == 1 and not is_random_next and i + 1 < len(document):
-                # One sentence cannot be cut into A and B: the next one becomes B. The original
-                # script made such pairs random instead, which skews NSP labels towards "random".
-                i += 1
-                chunk.append(document[i])
-            is_random_next = is_random_next or len(chunk) == 1  # the document's last sentence
+            if len(chunk) == 1 and not is_random_next:
+                break  # a one-sentence document has no next sentence; this pass skips it
             a_end = 1 if len(chunk) < 2 else rng.randint(1, len(chunk) - 1)
             tokens_a = [t for sentence in chunk[:a_end] for t in sentence]
-            if is_random_next:
+            if is_random_next:  # the chunk's unused sentences are left to the other passes
                 tokens_b = _random_segment(documents, doc_index, target_length - len(tokens_a), rng)
-                i -= len(chunk) - a_end  # the unused sentences start the next chunk
             else:
                 tokens_b = [t for sentence in chunk[a_end:] for t in sentence]
             truncate_pair(tokens_a, tokens_b, max_num_tokens, rng)

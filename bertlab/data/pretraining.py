@@ -30,6 +30,7 @@ from bertlab.data.instances import (
     LENGTH_A,
     LENGTH_B,
     OFFSET,
+    RECIPE_VERSION,
     InstanceSettings,
     MaskingSettings,
     build_shard,
@@ -66,6 +67,7 @@ class PretrainingDataModule(BertDataModule):
         val_fraction: float = 0.05,
         chunk_chars: int = 4_000_000,
         prepare_workers: int | None = None,
+        group_by_length: bool = True,
         num_workers: int = 1,
         pin_memory: bool = False,
         cache_dir: str | None = None,
@@ -90,6 +92,7 @@ class PretrainingDataModule(BertDataModule):
         self.prepare_workers = (
             prepare_workers if prepare_workers is not None else min(4, os.cpu_count() or 1)
         )
+        self.group_by_length = group_by_length
         self.num_workers, self.pin_memory = num_workers, pin_memory
         self.cache_dir = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
         self.seed = seed
@@ -124,6 +127,7 @@ class PretrainingDataModule(BertDataModule):
         """The cache entry holding this corpus' instances, built first if missing."""
         files = self.corpus_paths()
         key = fingerprint(
+            RECIPE_VERSION,
             [file_digest(p) for p in files],
             self.tokenizer.to_str(),
             self.instance_settings.to_dict(),
@@ -216,10 +220,17 @@ class PretrainingDataModule(BertDataModule):
         return self._loader(self.val_set, self.eval_batch_size, shuffle=False)
 
     def _loader(self, dataset: ShardedInstances, batch_size: int, shuffle: bool) -> DataLoader:
+        lengths = dataset.lengths() if shuffle and self.group_by_length else None
+        # Length groups are cut per optimizer step, so accumulated micro-batches together
+        # hold the same items as one large batch would.
+        accumulate = self.trainer.accumulate_grad_batches if self.trainer is not None else 1
+        sampler = EpochSampler(
+            len(dataset), shuffle, self.seed, lengths=lengths, batch_size=batch_size * accumulate
+        )
         return DataLoader(
             dataset,
             batch_size=batch_size,
-            sampler=EpochSampler(len(dataset), shuffle=shuffle, seed=self.seed),
+            sampler=sampler,
             collate_fn=PretrainingCollator(self.tokenizer.token_to_id("[PAD]")),
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
@@ -299,6 +310,11 @@ class ShardedInstances(Dataset):
 
     def __len__(self) -> int:
         return self.starts[-1]
+
+    def lengths(self) -> np.ndarray:
+        """Sequence length of every instance ([CLS] A [SEP] B [SEP]), from the shard indexes."""
+        rows = [np.load(p, mmap_mode="r")[:, [LENGTH_A, LENGTH_B]] for p in self.index_files]
+        return (np.concatenate(rows).sum(axis=1) + 3).tolist() if rows else []
 
     def _open(self) -> list[tuple[np.ndarray, np.ndarray]]:
         if self._shards is None:  # opened lazily, so each DataLoader worker maps its own

@@ -7,6 +7,8 @@ the epoch on to the dataset, which dynamic masking needs.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 import torch.distributed as dist
 from torch.utils.data import Sampler
@@ -28,8 +30,17 @@ class EpochSampler(Sampler):
     indices round-robin too, each exactly once.
     """
 
-    def __init__(self, num_items: int, shuffle: bool, seed: int = 0):
+    def __init__(
+        self,
+        num_items: int,
+        shuffle: bool,
+        seed: int = 0,
+        lengths: Sequence[int] | None = None,
+        batch_size: int = 1,
+    ):
+        """With `lengths` (training), batches group items of similar length; see `group_by_length`."""
         self.num_items, self.shuffle, self.seed = num_items, shuffle, seed
+        self.lengths, self.batch_size = lengths, batch_size
         self.epoch = 0
         self.resume_epoch, self.resume_start = -1, 0
 
@@ -47,7 +58,10 @@ class EpochSampler(Sampler):
         generator = torch.Generator().manual_seed(self.seed + self.epoch)
         order = torch.randperm(self.num_items, generator=generator).tolist()
         kept = self.num_items // world * world
-        return order[:kept][rank::world]
+        order = order[:kept]
+        if self.lengths is not None:
+            order = group_by_length(order, self.lengths, self.batch_size * world, generator)
+        return order[rank::world]
 
     def __iter__(self):
         start = self.resume_start if self.epoch == self.resume_epoch else 0
@@ -58,3 +72,30 @@ class EpochSampler(Sampler):
         if not self.shuffle:
             return len(range(rank, self.num_items, world))
         return self.num_items // world
+
+
+def group_by_length(
+    order: list[int],
+    lengths: Sequence[int],
+    global_batch: int,
+    generator: torch.Generator,
+    batches_per_group: int = 50,
+) -> list[int]:
+    """Reorder a shuffled epoch so each batch holds items of similar length.
+
+    Batches are padded to their longest item, so a random batch of mostly short sequences
+    costs as much as a full one. Each run of `batches_per_group` batches of the shuffled
+    order is sorted by length and cut into batches, and the batches are shuffled again
+    (the "sortish" order of fairseq and Hugging Face's `group_by_length`). Full batches
+    come first and a short last batch stays last, so every global batch (all ranks' batches
+    of one step) is `global_batch` consecutive items and DDP dealing stays step-aligned.
+    """
+    group = global_batch * batches_per_group
+    batches = []
+    for start in range(0, len(order), group):
+        chunk = sorted(order[start : start + group], key=lengths.__getitem__)
+        batches += [chunk[i : i + global_batch] for i in range(0, len(chunk), global_batch)]
+    full = [batch for batch in batches if len(batch) == global_batch]
+    partial = [batch for batch in batches if len(batch) < global_batch]
+    shuffled = [full[i] for i in torch.randperm(len(full), generator=generator).tolist()]
+    return [index for batch in shuffled + partial for index in batch]

@@ -461,6 +461,7 @@ class QuestionAnsweringDataModule(BertDataModule):
         max_answer_length: int = 30,
         null_score_diff_threshold: float = 0.0,
         num_workers: int = 0,
+        pin_memory: bool = False,
         cache_dir: str | None = None,
         seed: int = 0,
     ):
@@ -476,7 +477,7 @@ class QuestionAnsweringDataModule(BertDataModule):
             "max_answer_length": max_answer_length,
             "null_score_diff_threshold": null_score_diff_threshold,
         }
-        self.num_workers = num_workers
+        self.num_workers, self.pin_memory = num_workers, pin_memory
         self.cache_dir = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
         self.seed = seed
         self._splits: dict[str, SquadSplit] = {}
@@ -572,6 +573,7 @@ class QuestionAnsweringDataModule(BertDataModule):
             ),
             collate_fn=collate_features,
             num_workers=self.num_workers,
+            pin_memory=self.pin_memory,
         )
 
     def val_dataloader(self) -> DataLoader:
@@ -581,6 +583,7 @@ class QuestionAnsweringDataModule(BertDataModule):
             sampler=EpochSampler(len(self._features("validation")["lengths"]), shuffle=False),
             collate_fn=collate_features,
             num_workers=self.num_workers,
+            pin_memory=self.pin_memory,
         )
 
     # -- what the entry point asks
