@@ -27,7 +27,13 @@ from bertlab.data.squad import (
     build_features,
     collate_features,
 )
-from bertlab.hf import hf_model_config, load_hf_state_dict, load_hf_tokenizer, resolve_init
+from bertlab.hf import (
+    hf_model_config,
+    load_hf_state_dict,
+    load_hf_tokenizer,
+    read_hf_config,
+    resolve_init,
+)
 from bertlab.model import BertConfig, BertModel
 from bertlab.qa_postprocess import DecodingSettings, Window, decode_question
 from bertlab.tasks.base import BertTaskModule
@@ -66,7 +72,9 @@ def module_class(checkpoint: dict) -> type[BertTaskModule]:
 
 
 def load_module(path: str | Path) -> tuple[BertTaskModule, Tokenizer]:
-    """The task module of a bertlab checkpoint in eval mode, and its tokenizer."""
+    """The task module of a bertlab checkpoint or a Hugging Face directory, in eval mode, and its tokenizer."""
+    if resolve_init(path).is_dir():
+        return load_hf_module(resolve_init(path))
     checkpoint = load_checkpoint(path)
     if "hyper_parameters" not in checkpoint or "state_dict" not in checkpoint:
         raise ValueError(f"{path}: not a bertlab checkpoint (no hyper_parameters or state_dict)")
@@ -83,6 +91,47 @@ def load_module(path: str | Path) -> tuple[BertTaskModule, Tokenizer]:
         if tokenizer is None:
             raise ValueError(f"{path}: no tokenizer in the checkpoint or beside it")
     return module.eval(), tokenizer
+
+
+def load_hf_module(directory: Path) -> tuple[BertTaskModule, Tokenizer]:
+    """A transformers `BertForSequenceClassification` / `BertForQuestionAnswering` directory
+    as the bertlab task module with the same weights (the parameter names are the same)."""
+    config = read_hf_config(directory)
+    architectures = config.get("architectures") or []
+    model, vocab_size = hf_model_config(directory), config["vocab_size"]
+    if "BertForSequenceClassification" in architectures:
+        id2label = config.get("id2label") or {}
+        num_labels = len(id2label) or int(config.get("num_labels", 2))
+        regression = config.get("problem_type") == "regression" or num_labels == 1
+        label_names = (
+            None
+            if regression
+            else [id2label.get(str(i), id2label.get(i)) for i in range(num_labels)]
+        )
+        module: BertTaskModule = ClassificationModule(
+            model,
+            {},
+            vocab_size,
+            num_labels=num_labels,
+            metrics=["pearson"] if regression else ["accuracy"],
+            regression=regression,
+            label_names=label_names if label_names and None not in label_names else None,
+        )
+    elif "BertForQuestionAnswering" in architectures:
+        positions = model.get("max_position_embeddings", QA_DEFAULT_MAX_LENGTH)
+        module = QuestionAnsweringModule(
+            model, {}, vocab_size, max_seq_length=min(QA_DEFAULT_MAX_LENGTH, positions)
+        )
+    else:
+        raise ValueError(
+            f"{directory / 'config.json'}: architectures={architectures}; bertlab-predict takes "
+            "BertForSequenceClassification or BertForQuestionAnswering (bertlab-embed takes any BERT)"
+        )
+    missing, _ = module.model.load_state_dict(load_hf_state_dict(directory), strict=False)
+    missing = [key for key in missing if not key.startswith("bert.pooler.")]  # QA has no pooler
+    if missing:
+        raise ValueError(f"{directory}: the weights lack parameters, e.g. {missing[0]}")
+    return module.eval(), load_hf_tokenizer(directory)
 
 
 def load_encoder(path: str | Path) -> tuple[BertModel, Tokenizer]:
@@ -230,11 +279,15 @@ def answer_questions(
     records: Sequence[dict],
     batch_size: int,
     source: str = "<input>",
+    max_length: int | None = None,
 ) -> list[dict]:
-    """`answer` and its n-best `score` (probability) per {question, context} record."""
+    """`answer` and its n-best `score` (probability) per {question, context} record.
+
+    Windows are `max_length` tokens (default: the length the model was fine-tuned with).
+    """
     settings = module.hparams
     max_length = min(
-        settings.get("max_seq_length", QA_DEFAULT_MAX_LENGTH),
+        max_length or settings.get("max_seq_length", QA_DEFAULT_MAX_LENGTH),
         module.model.config.max_position_embeddings,
     )
     split = _question_split(records, source)
@@ -365,7 +418,7 @@ def predict(
         results = [
             result
             for chunk in batched(fields, batch_size)
-            for result in answer_questions(module, tokenizer, chunk, batch_size, source)
+            for result in answer_questions(module, tokenizer, chunk, batch_size, source, max_length)
         ]
     elif isinstance(module, ClassificationModule):
         require_text_fields(records, ("text",), ("text_pair",), source)

@@ -127,6 +127,62 @@ def test_round_trip_through_transformers_gives_the_predicted_logits(
     assert labels == [row["label"] for row in read_json_lines(tmp_path / "o")]
 
 
+@pytest.mark.parametrize("kind", ["classification", "regression", "qa"])
+def test_a_hugging_face_directory_predicts_like_its_checkpoint(
+    checkpoints, tmp_path: Path, kind: str
+) -> None:
+    export(checkpoints[kind], "hf", tmp_path / "hf")
+    rows = (
+        [{"question": "where does the river run", "context": CONTEXT}]
+        if kind == "qa"
+        else PAIR_ROWS
+    )
+    source = write_lines(tmp_path / "in.jsonl", rows)
+    # The window length is a run-time choice; a HF directory does not record the 48 of training.
+    window = ["--max-length", "48"] if kind == "qa" else []
+    for out, model in (("from-ckpt", checkpoints[kind]), ("from-hf", tmp_path / "hf")):
+        predict.main([str(model), str(source), "--logits", *window, "--out", str(tmp_path / out)])
+    from_checkpoint, from_hf = (read_json_lines(tmp_path / o) for o in ("from-ckpt", "from-hf"))
+    for ours, theirs in zip(from_checkpoint, from_hf, strict=True):
+        assert set(ours) == set(theirs)
+        for key, value in ours.items():
+            if isinstance(value, str):
+                assert theirs[key] == value, key  # label names and answers
+            else:
+                np.testing.assert_allclose(theirs[key], value, atol=1e-5, rtol=0)
+
+
+def test_a_classifier_saved_by_transformers_predicts_its_logits(tmp_path: Path) -> None:
+    transformers = pytest.importorskip("transformers")
+    labels = {0: "contradiction", 1: "entailment", 2: "neutral"}
+    model = save_hf_model(
+        tmp_path / "hf", "BertForSequenceClassification", tiny_tokenizer(), id2label=labels
+    )
+    source = write_lines(tmp_path / "in.jsonl", PAIR_ROWS)
+    predict.main([str(tmp_path / "hf"), str(source), "--logits", "--out", str(tmp_path / "o")])
+    rows = read_json_lines(tmp_path / "o")
+
+    tokenizer = transformers.AutoTokenizer.from_pretrained(tmp_path / "hf")
+    inputs = tokenizer(
+        [a for a, _ in PAIRS], [b for _, b in PAIRS], padding=True, return_tensors="pt"
+    )
+    with torch.no_grad():
+        logits = model(**inputs).logits
+    np.testing.assert_allclose([row["logits"] for row in rows], logits.numpy(), atol=1e-5, rtol=0)
+    assert [row["label"] for row in rows] == [labels[i] for i in logits.argmax(-1).tolist()]
+
+
+def test_a_hugging_face_pretraining_directory_is_sent_to_embed(tmp_path: Path, capsys) -> None:
+    pytest.importorskip("transformers")
+    save_hf_model(tmp_path / "hf", "BertForPreTraining", tiny_tokenizer())
+    source = write_lines(tmp_path / "in.txt", ["river stone"])
+    with pytest.raises(SystemExit) as exit_info:
+        predict.main([str(tmp_path / "hf"), str(source)])
+    assert exit_info.value.code == 2
+    message = capsys.readouterr().err
+    assert "config.json" in message and "bertlab-embed" in message
+
+
 # ---- question answering ---------------------------------------------------------------------
 
 

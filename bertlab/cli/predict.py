@@ -2,6 +2,7 @@
 
 bertlab-predict outputs/DATE/TIME/checkpoints/best.ckpt dev.jsonl --out predictions.jsonl
 echo 'this movie is so great' | bertlab-predict best.ckpt
+bertlab-predict path/to/hf-classifier dev.jsonl     # a Hugging Face directory, or hf:NAME
 
 Input lines are JSON objects with `text` (+ `text_pair`) for classification and
 regression, `question` + `context` for question answering, or plain text lines (one
@@ -24,12 +25,18 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("checkpoint", help="a bertlab .ckpt (classification, regression or QA)")
+    parser.add_argument(
+        "checkpoint",
+        help="a bertlab .ckpt (classification, regression or QA), a Hugging Face directory "
+        "(BertForSequenceClassification, BertForQuestionAnswering) or hf:NAME",
+    )
     parser.add_argument("input", nargs="?", default="-", help="JSON Lines or text file; - = stdin")
     parser.add_argument("--out", help="output JSON Lines file (default: stdout)")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument(
-        "--max-length", type=int, help="truncate inputs to this many tokens (default: the model's)"
+        "--max-length",
+        type=int,
+        help="truncate inputs to this many tokens; QA: the window length (default: the model's)",
     )
     parser.add_argument("--logits", action="store_true", help="also write the raw logits")
     return parser.parse_args(argv)
