@@ -13,11 +13,18 @@ the unmasked ones (labels -100). Both use SDPA attention.
 
     python benchmarks/pretrain_step.py                  # model=tiny and model=mini
     python benchmarks/pretrain_step.py --models mini --repetitions 9
+    python benchmarks/pretrain_step.py --device cuda --precision bf16 --models base \
+        --batch-size 256 --steps 20                     # GPU: also TFLOP/s and MFU
+
+On a GPU the timed repetitions end with a device synchronisation, and each side's model
+FLOPs utilisation is printed against the bf16 (or fp32) matrix-multiply rate measured on
+the same device, as issue 6 asks (target: 45% or more).
 """
 
 from __future__ import annotations
 
 import argparse
+import time
 from collections.abc import Callable
 
 import torch
@@ -84,20 +91,29 @@ def optimizer_settings() -> dict:
     }
 
 
-def bertlab_step(settings: dict, batch: dict) -> Callable[[], None]:
-    model = BertForPreTraining(BertConfig.from_dict(settings, vocab_size=VOCAB_SIZE)).train()
+def autocast(device: str, precision: str):
+    return torch.autocast(device, dtype=torch.bfloat16, enabled=precision == "bf16")
+
+
+def bertlab_step(settings: dict, batch: dict, device: str, precision: str) -> Callable[[], None]:
+    model = BertForPreTraining(BertConfig.from_dict(settings, vocab_size=VOCAB_SIZE))
+    model = model.to(device).train()
     built = configure_optimizer(model, optimizer_settings(), total_steps=10_000)
     optimizer, scheduler = built["optimizer"], built["lr_scheduler"]["scheduler"]
     masked_positions = batch["masked_positions"]
     masked_labels = batch["masked_labels"][masked_positions >= 0]
 
     def step() -> None:
-        mlm_logits, nsp_logits = model(
-            batch["input_ids"], batch["token_type_ids"], batch["attention_mask"], masked_positions
-        )
-        loss = F.cross_entropy(mlm_logits, masked_labels) + F.cross_entropy(
-            nsp_logits, batch["next_sentence_labels"]
-        )
+        with autocast(device, precision):
+            mlm_logits, nsp_logits = model(
+                batch["input_ids"],
+                batch["token_type_ids"],
+                batch["attention_mask"],
+                masked_positions,
+            )
+            loss = F.cross_entropy(mlm_logits.float(), masked_labels) + F.cross_entropy(
+                nsp_logits.float(), batch["next_sentence_labels"]
+            )
         loss.backward()
         optimizer.step()
         scheduler.step()
@@ -106,13 +122,14 @@ def bertlab_step(settings: dict, batch: dict) -> Callable[[], None]:
     return step
 
 
-def transformers_step(settings: dict, batch: dict) -> Callable[[], None]:
+def transformers_step(
+    settings: dict, batch: dict, device: str, precision: str
+) -> Callable[[], None]:
     from transformers import BertForPreTraining as HFBertForPreTraining
     from transformers import get_linear_schedule_with_warmup
 
-    model = HFBertForPreTraining(
-        hf_config(settings, VOCAB_SIZE, attn_implementation="sdpa")
-    ).train()
+    model = HFBertForPreTraining(hf_config(settings, VOCAB_SIZE, attn_implementation="sdpa"))
+    model = model.to(device).train()
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
     no_decay = [p for n, p in model.named_parameters() if p.ndim < 2]
     optimizer = torch.optim.AdamW(
@@ -124,13 +141,14 @@ def transformers_step(settings: dict, batch: dict) -> Callable[[], None]:
     scheduler = get_linear_schedule_with_warmup(optimizer, 600, 10_000)
 
     def step() -> None:
-        output = model(
-            input_ids=batch["input_ids"],
-            token_type_ids=batch["token_type_ids"],
-            attention_mask=batch["attention_mask"],
-            labels=batch["labels"],
-            next_sentence_label=batch["next_sentence_labels"],
-        )
+        with autocast(device, precision):
+            output = model(
+                input_ids=batch["input_ids"],
+                token_type_ids=batch["token_type_ids"],
+                attention_mask=batch["attention_mask"],
+                labels=batch["labels"],
+                next_sentence_label=batch["next_sentence_labels"],
+            )
         output.loss.backward()
         optimizer.step()
         scheduler.step()
@@ -139,13 +157,50 @@ def transformers_step(settings: dict, batch: dict) -> Callable[[], None]:
     return step
 
 
-def steps_of(step: Callable[[], None], steps: int, batch_size: int) -> Callable[[], int]:
+def steps_of(
+    step: Callable[[], None], steps: int, batch_size: int, device: str
+) -> Callable[[], int]:
     def run() -> int:
         for _ in range(steps):
             step()
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()  # kernels are asynchronous: time them to their end
         return steps * batch_size
 
     return run
+
+
+def training_flops_per_sequence(settings: dict, seq_len: int, masked: int) -> float:
+    """Model FLOPs of one training step per sequence (forward + backward = 3 x forward).
+
+    Matrix products only, at 2 FLOPs per multiply-add: per layer and token the Q/K/V/output
+    projections (4 H^2) and the feed-forward (2 H I), the attention scores and weighted sum
+    (2 T H); the MLM head at the masked positions (H^2 transform, H V decoder); the pooler
+    and NSP head are negligible. The same count for both sides (transformers' MLM head over
+    all positions is work the task does not need, so it does not count as useful FLOPs).
+    """
+    hidden, layers = settings["hidden_size"], settings["num_layers"]
+    intermediate = settings["intermediate_size"]
+    per_token = layers * (4 * hidden * hidden + 2 * hidden * intermediate + 2 * seq_len * hidden)
+    head = masked * (hidden * hidden + hidden * VOCAB_SIZE)
+    return 3 * 2 * (seq_len * per_token + head)
+
+
+def matmul_rate(device: str, precision: str, size: int = 8192, repeats: int = 20) -> float:
+    """Measured dense matrix-multiply FLOP/s of this device at this precision (the MFU peak)."""
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+    size = size if device.startswith("cuda") else 1024
+    a, b = (torch.randn(size, size, device=device, dtype=dtype) for _ in range(2))
+    for _ in range(3):
+        a @ b
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+    started = time.perf_counter()
+    for _ in range(repeats):
+        a @ b
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+    return 2 * size**3 * repeats / (time.perf_counter() - started)
 
 
 def main() -> None:
@@ -155,26 +210,43 @@ def main() -> None:
     parser.add_argument("--seq-len", type=int, default=128)
     parser.add_argument("--steps", type=int, default=3, help="steps per timed repetition")
     parser.add_argument("--repetitions", type=int, default=7)
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
+    parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
     args = parser.parse_args()
     torch.manual_seed(0)
     print(f"machine: {machine()}; {load()}")
+    if args.device.startswith("cuda"):
+        print(f"device: {torch.cuda.get_device_name(args.device)}")
     batch = masked_batch(args.batch_size, args.seq_len, torch.Generator().manual_seed(0))
+    batch = {key: value.to(args.device) for key, value in batch.items()}
+    masked = batch["masked_positions"].shape[1]
     for name in args.models:
         settings = model_settings(name)
         sides = {
-            "transformers": steps_of(
-                transformers_step(settings, batch), args.steps, args.batch_size
-            ),
-            "bertlab": steps_of(bertlab_step(settings, batch), args.steps, args.batch_size),
+            side: steps_of(
+                build(settings, batch, args.device, args.precision),
+                args.steps,
+                args.batch_size,
+                args.device,
+            )
+            for side, build in (("transformers", transformers_step), ("bertlab", bertlab_step))
         }
         rates = interleaved_rates(sides, args.repetitions)
         report(
             f"pretraining step, model={name}, batch {args.batch_size}, seq {args.seq_len}, "
-            f"vocab {VOCAB_SIZE}, fp32",
+            f"vocab {VOCAB_SIZE}, {args.precision}, {args.device}",
             rates,
             baseline="transformers",
             candidate="bertlab",
         )
+        peak = matmul_rate(args.device, args.precision)
+        flops = training_flops_per_sequence(settings, args.seq_len, masked)
+        for side, rate in rates.items():
+            print(
+                f"  {side:<28} {rate * flops / 1e12:10.2f} model TFLOP/s, "
+                f"MFU {rate * flops / peak:.1%} of the measured {peak / 1e12:.1f} TFLOP/s "
+                f"{args.precision} matmul rate"
+            )
 
 
 if __name__ == "__main__":
