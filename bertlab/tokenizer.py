@@ -72,7 +72,13 @@ def _add_post_processor(tokenizer: Tokenizer) -> Tokenizer:
 def train_wordpiece(
     texts: Iterable[str], vocab_size: int = 8000, lowercase: bool = True, min_frequency: int = 2
 ) -> Tokenizer:
-    """Learn a WordPiece vocabulary of at most `vocab_size` entries from `texts`."""
+    """Learn a WordPiece vocabulary of at most `vocab_size` entries from `texts`.
+
+    Not bit-reproducible: the `tokenizers` trainer numbers its "##" pieces in hash-map order,
+    which changes from process to process and breaks ties between equally frequent merges
+    differently (huggingface/tokenizers#1794). The trained tokenizer is cached and saved with
+    every checkpoint, so runs that share a cache, and every resume, use the same one.
+    """
     tokenizer = _bert_pipeline(Tokenizer(models.WordPiece(unk_token="[UNK]")), lowercase)
     trainer = trainers.WordPieceTrainer(
         vocab_size=vocab_size,
