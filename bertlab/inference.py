@@ -73,8 +73,9 @@ def module_class(checkpoint: dict) -> type[BertTaskModule]:
 
 def load_module(path: str | Path) -> tuple[BertTaskModule, Tokenizer]:
     """The task module of a bertlab checkpoint or a Hugging Face directory, in eval mode, and its tokenizer."""
-    if resolve_init(path).is_dir():
-        return load_hf_module(resolve_init(path))
+    source = resolve_init(path)  # hf:NAME downloads once, here
+    if source.is_dir():
+        return load_hf_module(source)
     checkpoint = load_checkpoint(path)
     if "hyper_parameters" not in checkpoint or "state_dict" not in checkpoint:
         raise ValueError(f"{path}: not a bertlab checkpoint (no hyper_parameters or state_dict)")
@@ -103,11 +104,7 @@ def load_hf_module(directory: Path) -> tuple[BertTaskModule, Tokenizer]:
         id2label = config.get("id2label") or {}
         num_labels = len(id2label) or int(config.get("num_labels", 2))
         regression = config.get("problem_type") == "regression" or num_labels == 1
-        label_names = (
-            None
-            if regression
-            else [id2label.get(str(i), id2label.get(i)) for i in range(num_labels)]
-        )
+        names = [id2label.get(str(i)) for i in range(num_labels)]  # JSON keys are strings
         module: BertTaskModule = ClassificationModule(
             model,
             {},
@@ -115,7 +112,7 @@ def load_hf_module(directory: Path) -> tuple[BertTaskModule, Tokenizer]:
             num_labels=num_labels,
             metrics=["pearson"] if regression else ["accuracy"],
             regression=regression,
-            label_names=label_names if label_names and None not in label_names else None,
+            label_names=None if regression or None in names else names,
         )
     elif "BertForQuestionAnswering" in architectures:
         positions = model.get("max_position_embeddings", QA_DEFAULT_MAX_LENGTH)

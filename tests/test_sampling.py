@@ -38,17 +38,17 @@ def test_batch_order_is_shuffled_not_sorted():
 
 def test_grouped_sampler_is_seeded_per_epoch_and_resumes_mid_epoch():
     lengths = [random.Random(i).randint(8, 128) for i in range(640)]
-    sampler = EpochSampler(640, shuffle=True, seed=3, lengths=lengths, batch_size=16)
+    sampler = EpochSampler(640, shuffle=True, seed=3, lengths=lengths, step_items=16)
     sampler.set_epoch(1)
     epoch_1 = list(sampler)
     assert sorted(index for _, index in epoch_1) == list(range(640))
-    again = EpochSampler(640, shuffle=True, seed=3, lengths=lengths, batch_size=16)
+    again = EpochSampler(640, shuffle=True, seed=3, lengths=lengths, step_items=16)
     again.set_epoch(1)
     assert list(again) == epoch_1
     again.set_epoch(2)
     assert list(again) != epoch_1
 
-    resumed = EpochSampler(640, shuffle=True, seed=3, lengths=lengths, batch_size=16)
+    resumed = EpochSampler(640, shuffle=True, seed=3, lengths=lengths, step_items=16)
     resumed.resume_at(1, 160)
     assert list(resumed) == epoch_1[160:]
     batches = [[index for _, index in epoch_1[i : i + 16]] for i in range(0, 640, 16)]

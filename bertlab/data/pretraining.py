@@ -225,7 +225,7 @@ class PretrainingDataModule(BertDataModule):
         # hold the same items as one large batch would.
         accumulate = self.trainer.accumulate_grad_batches if self.trainer is not None else 1
         sampler = EpochSampler(
-            len(dataset), shuffle, self.seed, lengths=lengths, batch_size=batch_size * accumulate
+            len(dataset), shuffle, self.seed, lengths=lengths, step_items=batch_size * accumulate
         )
         return DataLoader(
             dataset,
@@ -311,7 +311,7 @@ class ShardedInstances(Dataset):
     def __len__(self) -> int:
         return self.starts[-1]
 
-    def lengths(self) -> np.ndarray:
+    def lengths(self) -> list[int]:
         """Sequence length of every instance ([CLS] A [SEP] B [SEP]), from the shard indexes."""
         rows = [np.load(p, mmap_mode="r")[:, [LENGTH_A, LENGTH_B]] for p in self.index_files]
         return (np.concatenate(rows).sum(axis=1) + 3).tolist() if rows else []

@@ -36,11 +36,12 @@ class EpochSampler(Sampler):
         shuffle: bool,
         seed: int = 0,
         lengths: Sequence[int] | None = None,
-        batch_size: int = 1,
+        step_items: int = 1,
     ):
-        """With `lengths` (training), batches group items of similar length; see `group_by_length`."""
+        """With `lengths` (training), each optimizer step's `step_items` items per rank (batch
+        size x gradient accumulation) are of similar length; see `group_by_length`."""
         self.num_items, self.shuffle, self.seed = num_items, shuffle, seed
-        self.lengths, self.batch_size = lengths, batch_size
+        self.lengths, self.step_items = lengths, step_items
         self.epoch = 0
         self.resume_epoch, self.resume_start = -1, 0
 
@@ -60,7 +61,7 @@ class EpochSampler(Sampler):
         kept = self.num_items // world * world
         order = order[:kept]
         if self.lengths is not None:
-            order = group_by_length(order, self.lengths, self.batch_size * world, generator)
+            order = group_by_length(order, self.lengths, self.step_items * world, generator)
         return order[rank::world]
 
     def __iter__(self):
@@ -95,7 +96,8 @@ def group_by_length(
     for start in range(0, len(order), group):
         chunk = sorted(order[start : start + group], key=lengths.__getitem__)
         batches += [chunk[i : i + global_batch] for i in range(0, len(chunk), global_batch)]
-    full = [batch for batch in batches if len(batch) == global_batch]
-    partial = [batch for batch in batches if len(batch) < global_batch]
-    shuffled = [full[i] for i in torch.randperm(len(full), generator=generator).tolist()]
-    return [index for batch in shuffled + partial for index in batch]
+    full = len(batches)
+    if batches and len(batches[-1]) < global_batch:
+        full -= 1  # groups are whole numbers of batches: only the very last can be short
+    shuffled = [batches[i] for i in torch.randperm(full, generator=generator).tolist()]
+    return [index for batch in shuffled + batches[full:] for index in batch]
