@@ -18,7 +18,7 @@ import torch
 from tokenizers import Tokenizer
 
 from bertlab.checkpoint import load_checkpoint, tokenizer_from_checkpoint
-from bertlab.data.errors import DataError
+from bertlab.errors import DataError
 from bertlab.data.squad import (
     SquadExample,
     SquadFeatures,

@@ -3,7 +3,7 @@ import itertools
 import pytest
 
 from bertlab.data.corpus import python_documentation, read_corpus_files, read_documents
-from bertlab.data.errors import DataError
+from bertlab.errors import DataError
 
 
 def test_documents_split_on_blank_line_runs_with_trailing_whitespace_and_no_final_newline(tmp_path):

@@ -17,7 +17,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from bertlab.data.classification import ClassificationDataModule
-from bertlab.data.errors import DataError
+from bertlab.errors import DataError
 from bertlab.data.readers import (
     TableLayout,
     infer_label_names,

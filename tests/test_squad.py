@@ -18,7 +18,7 @@ from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig, open_dict
 
 from bertlab.cli.train import train
-from bertlab.data.errors import DataError
+from bertlab.errors import DataError
 from bertlab.data.squad import (
     NOT_CONTEXT,
     QuestionAnsweringDataModule,

@@ -9,9 +9,10 @@ import sys
 
 from bertlab.callbacks import NonFiniteError
 from bertlab.checkpoint import UnsafeCheckpointError
-from bertlab.data.errors import DataError
+from bertlab.errors import UserError
 
-USER_ERRORS = (DataError, ValueError, FileNotFoundError, UnsafeCheckpointError, NonFiniteError)
+# TRANSITION (issue 12): ValueError/FileNotFoundError go once every module raises UserError.
+USER_ERRORS = (UserError, ValueError, FileNotFoundError, UnsafeCheckpointError, NonFiniteError)
 EXIT_USER_ERROR = 2
 
 

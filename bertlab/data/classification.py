@@ -27,7 +27,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from bertlab.data.base import BertDataModule
 from bertlab.data.cache import cached_dir, default_cache_dir, entry_info, fingerprint
-from bertlab.data.errors import DataError
+from bertlab.errors import DataError
 from bertlab.data.readers import (
     IMDB_LABEL_DIRS,
     HubSplit,

@@ -13,7 +13,7 @@ import sysconfig
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from bertlab.data.errors import DataError
+from bertlab.errors import DataError
 
 Document = list[str]
 

@@ -21,7 +21,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from bertlab.data.errors import DataError
+from bertlab.errors import DataError
 
 log = logging.getLogger(__name__)
 

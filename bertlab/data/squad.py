@@ -22,7 +22,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from bertlab.data.base import BertDataModule
 from bertlab.data.cache import cached_dir, default_cache_dir, fingerprint
-from bertlab.data.errors import DataError
+from bertlab.errors import DataError
 from bertlab.data.sampling import EpochSampler
 from bertlab.squad_eval import GoldQuestion, evaluate_v2
 from bertlab.tokenizer import special_ids
