@@ -1,6 +1,6 @@
 """Config validation before any heavy work: each error names the key, its value and what is allowed.
 
-`validate_config(cfg)` runs first in `bertlab-train`; the command line turns its ValueError
+`validate_config(cfg)` runs first in `bertlab-train`; the command line turns its ConfigError
 into `error: <message>` and exit code 2. Keys a config does not have (say `task.doc_stride`
 outside SQuAD) are skipped, so one function serves every task.
 """
@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from bertlab.errors import ConfigError
 from bertlab.metrics import check_metric_names
 
 SPECIAL_TOKENS_WITH_QUESTION = 3  # [CLS] question [SEP] context [SEP]
@@ -21,7 +22,7 @@ NONFINITE_ACTIONS = ("stop", "skip")
 
 
 def validate_config(cfg: DictConfig) -> None:
-    """Raise ValueError on the first value that cannot work, before data or model are built."""
+    """Raise ConfigError on the first value that cannot work, before data or model are built."""
     for check in (
         _check_optimizer,
         _check_batches,
@@ -45,7 +46,7 @@ def _value(cfg: DictConfig, key: str):
 
 
 def _fail(key: str, value, allowed: str) -> None:
-    raise ValueError(f"{key}={value!r}: {allowed}")
+    raise ConfigError(f"{key}={value!r}: {allowed}")
 
 
 def _is_number(value) -> bool:
