@@ -19,14 +19,6 @@ from tokenizers import Tokenizer
 
 from bertlab.checkpoint import load_checkpoint, tokenizer_from_checkpoint
 from bertlab.errors import DataError
-from bertlab.data.squad import (
-    SquadExample,
-    SquadFeatures,
-    SquadSplit,
-    WindowSettings,
-    build_features,
-    collate_features,
-)
 from bertlab.hf import (
     hf_model_config,
     load_hf_state_dict,
@@ -35,7 +27,14 @@ from bertlab.hf import (
     resolve_init,
 )
 from bertlab.model import BertConfig, BertModel
-from bertlab.qa_postprocess import DecodingSettings, Window, decode_question
+from bertlab.qa.decode import DecodingSettings, Window, decode_question
+from bertlab.qa.read import SquadExample, SquadSplit
+from bertlab.qa.windows import (
+    SquadFeatures,
+    WindowSettings,
+    build_features,
+    collate_features,
+)
 from bertlab.tasks.base import BertTaskModule
 from bertlab.tasks.classify import ClassificationModule
 from bertlab.tasks.pretrain import PretrainingModule

@@ -1,14 +1,14 @@
 """Bad data, for every reader (issue 8): a one-line error naming the file and line or record.
 
 Each case writes a small valid dataset in the reader's official layout (the writers of
-test_readers.py and test_squad.py), spoils one thing, and runs the data steps of
+test_readers.py), spoils one thing, and runs the data steps of
 `bertlab-train` in-process: data module, tokenizer, `prepare_data()`. The error must be
 one the command line turns into `error: <message>` and exit 2 (checked through the real
 command line for a few cases). Where the documented policy is to skip and report (QQP's
 malformed rows, SNLI's pairs without a gold label), the count must be reported.
 A 1 MB line is an error in pretraining text (one sentence per line); in the other formats
-it is one long text, truncated to `task.max_seq_length` like any other (official SQuAD
-files are a single line of JSON).
+it is one long text, truncated to `task.max_seq_length` like any other. SQuAD's cases are
+in tests/qa/test_bad_data.py.
 """
 
 from __future__ import annotations
@@ -29,7 +29,6 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf, open_dict
 from test_readers import write_custom, write_glue_task, write_imdb, write_snli, write_xnli
-from test_squad import generated_squad, write_squad
 
 from bertlab import pipeline
 from bertlab.cli.errors import USER_ERRORS
@@ -48,7 +47,7 @@ class Reader:
 
     name: str
     task: str
-    kind: str  # tsv, csv, jsonl, text, imdb, squad
+    kind: str  # tsv, csv, jsonl, text, imdb
     write: Callable[[Path], Path]  # writes a valid dataset under the directory; returns the file
     overrides: tuple[str, ...] = ()
     columns: tuple[str, ...] = ()  # (label, *texts) of the spoiled file when not the task's
@@ -84,15 +83,6 @@ def custom(file_format: str) -> Callable[[Path], Path]:
 
 def glue(task: str) -> Callable[[Path], Path]:
     return lambda directory: write_glue_task(directory, task, train=12, dev=4, test=2) / "train.tsv"
-
-
-def squad(version: str) -> Callable[[Path], Path]:
-    def write(directory: Path) -> Path:
-        unanswerable = 0.3 if version == "v2.0" else 0.0
-        write_squad(directory, f"dev-{version}.json", generated_squad(4, 1, unanswerable))
-        return write_squad(directory, f"train-{version}.json", generated_squad(8, 0, unanswerable))
-
-    return write
 
 
 def custom_overrides(file_format: str) -> tuple[str, ...]:
@@ -133,8 +123,6 @@ READERS = [
         Reader(f"custom-{f}", "custom", f, custom(f), custom_overrides(f))
         for f in ("csv", "tsv", "jsonl")
     ],
-    Reader("squad-v1.1", "squad/v1", "squad", squad("v1.1")),
-    Reader("squad-v2.0", "squad/v2", "squad", squad("v2.0")),
 ]
 BY_NAME = {reader.name: reader for reader in READERS}
 
@@ -168,10 +156,6 @@ def config_for(composed, reader: Reader, data_dir: Path, data_file: Path) -> Dic
     )
     for override in PARSER.parse_overrides(updates):
         OmegaConf.update(cfg, override.key_or_group, override.value(), force_add=True)
-    if reader.kind == "squad":
-        OmegaConf.update(cfg, "task.max_seq_length", 64)
-        OmegaConf.update(cfg, "task.doc_stride", 32)
-        OmegaConf.update(cfg, "task.max_query_length", 16)
     if reader.kind == "text":
         OmegaConf.update(cfg, "task.val_fraction", 0.2)
         OmegaConf.update(cfg, "task.max_seq_length", 64)
@@ -383,14 +367,10 @@ def test_file_not_found(prepared, name):
 def test_bytes_that_are_not_utf8(prepared, name):
     reader, cfg, path = prepared(name)
     content = path.read_bytes()
-    if reader.kind == "squad":  # inside the first context
-        spoiled = content.replace(b'"context": "', b'"context": "' + BAD_BYTES, 1)
-        line = 1
-    else:
-        lines = content.split(b"\n")
-        line = first_data_line(reader, cfg) + 1
-        lines[line - 1] = lines[line - 1].replace(b" ", b" " + BAD_BYTES + b" ", 1)
-        spoiled = b"\n".join(lines)
+    lines = content.split(b"\n")
+    line = first_data_line(reader, cfg) + 1
+    lines[line - 1] = lines[line - 1].replace(b" ", b" " + BAD_BYTES + b" ", 1)
+    spoiled = b"\n".join(lines)
     path.write_bytes(spoiled)
     message = user_error(cfg)
     assert message.startswith(f"{path}:{line}: not") and "UTF-8" in message, message
@@ -415,13 +395,7 @@ def test_a_megabyte_line_of_pretraining_text_is_an_error(prepared):
 def test_a_megabyte_text_is_read_and_truncated(prepared, name):
     reader, cfg, path = prepared(name)
     long_text = "lengthy " * (ONE_MB // 8)
-    if reader.kind == "squad":
-        content = json.loads(path.read_text(encoding="utf-8"))
-        paragraph = content["data"][0]["paragraphs"][0]
-        paragraph["context"] += " " + long_text  # answers keep their offsets
-        path.write_text(json.dumps(content), encoding="utf-8")
-    else:
-        set_field(reader, cfg, path, first_data_line(reader, cfg) + 1, long_text.strip(), "text")
+    set_field(reader, cfg, path, first_data_line(reader, cfg) + 1, long_text.strip(), "text")
     run_data_steps(cfg)
 
 
@@ -431,34 +405,6 @@ def test_a_megabyte_csv_field_is_an_error_naming_file_and_line(prepared):
     line = first_data_line(reader, cfg) + 1
     set_field(reader, cfg, path, line, "lengthy " * (ONE_MB // 8), "text")
     assert re.match(rf"{re.escape(str(path))}:{line}: field larger than", user_error(cfg))
-
-
-@pytest.mark.parametrize("name", ["squad-v1.1", "squad-v2.0"])
-def test_answer_offset_that_does_not_match_its_text(prepared, name):
-    _, cfg, path = prepared(name)
-    content = json.loads(path.read_text(encoding="utf-8"))
-    qa = next(
-        qa
-        for paragraph in content["data"][0]["paragraphs"]
-        for qa in paragraph["qas"]
-        if qa["answers"]
-    )
-    qa["answers"][0]["answer_start"] += 3
-    path.write_text(json.dumps(content), encoding="utf-8")
-    message = user_error(cfg)
-    assert (
-        message.startswith(f"{path}: question '{qa['id']}': answer ") and "answer_start" in message
-    )
-
-
-@pytest.mark.parametrize("name", ["squad-v1.1", "squad-v2.0"])
-def test_squad_question_missing_a_field(prepared, name):
-    _, cfg, path = prepared(name)
-    content = json.loads(path.read_text(encoding="utf-8"))
-    qa = content["data"][0]["paragraphs"][1]["qas"][0]
-    del qa["question"]
-    path.write_text(json.dumps(content), encoding="utf-8")
-    assert user_error(cfg).startswith(f"{path}: question '{qa['id']}': missing 'question'")
 
 
 def test_snli_pairs_without_gold_label_are_counted(prepared, caplog):
@@ -514,11 +460,6 @@ def test_command_line_exits_2_with_the_file_and_line(tmp_path):
             "pretraining-text",
             lambda p: p.write_bytes(b"ok line\n" + BAD_BYTES + b"\n"),
             r":2: not UTF-8",
-        ),
-        (
-            "squad-v1.1",
-            lambda p: p.write_text('{"data": [', encoding="utf-8"),
-            r":1: not valid JSON",
         ),
         ("custom-jsonl", lambda p: p.write_bytes(b""), r": empty file"),
     ],

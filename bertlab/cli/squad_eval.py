@@ -2,6 +2,7 @@
 
 Prints what the official evaluate-v1.1.py / evaluate-v2.0.py print for the same files
 (the version is read from the data file), so figures can be compared with published ones.
+The rules live in `bertlab.qa.score`.
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from bertlab.squad_eval import evaluate_file, gold_questions, is_version_2
+from bertlab.errors import UserError
+from bertlab.qa.score import FileEvaluation, evaluate_files
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -37,79 +39,38 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _load_json(path: str, what: str):
-    try:
-        with open(path, encoding="utf-8") as handle:
-            return json.load(handle)
-    except OSError as error:
-        raise ValueError(f"{path}: cannot read {what}: {error.strerror}") from error
-    except json.JSONDecodeError as error:
-        raise ValueError(f"{path}:{error.lineno}: not valid JSON: {error.msg}") from error
-
-
-def _load_mapping(path: str, what: str, value_type: type | tuple[type, ...]) -> dict:
-    mapping = _load_json(path, what)
-    if not isinstance(mapping, dict):
-        raise ValueError(f"{path}: expected a JSON object {{question id: {what}}}")
-    for qid, value in mapping.items():
-        if not isinstance(value, value_type) or isinstance(value, bool):
-            raise ValueError(
-                f"{path}: question {qid!r}: {what} is {value!r}, not a {_type_name(value_type)}"
-            )
-    return mapping
-
-
-def _type_name(value_type: type | tuple[type, ...]) -> str:
-    return "number" if isinstance(value_type, tuple) else "string"
-
-
-def _evaluate(args: argparse.Namespace) -> tuple[dict, bool]:
-    dataset_json = _load_json(args.data_file, "SQuAD data")
-    if not isinstance(dataset_json, dict):
-        raise ValueError(f"{args.data_file}: expected a SQuAD object with a 'data' list")
-    predictions = _load_mapping(args.pred_file, "answer", str)
-    null_odds = (
-        _load_mapping(args.na_prob_file, "null odds", (int, float)) if args.na_prob_file else None
-    )
-    try:
-        data_result = evaluate_file(dataset_json, predictions, null_odds, args.na_prob_thresh)
-    except ValueError as error:
-        # Missing predictions / odds are the predictions' fault, a bad structure the data's.
-        culprit = _culprit(str(error), args)
-        raise ValueError(f"{culprit}: {error}") from error
-    version_2 = is_version_2(dataset_json)
-    if not version_2:
-        _warn_unanswered(dataset_json, predictions)
-    return data_result, version_2
-
-
-def _warn_unanswered(dataset_json: dict, predictions: dict) -> None:
-    """evaluate-v1.1.py names each question without a prediction on stderr (it scores 0)."""
-    for question in gold_questions(dataset_json):
-        if question.qid not in predictions:
-            print(f"Unanswered question {question.qid} will receive score 0.", file=sys.stderr)
-
-
-def _culprit(message: str, args: argparse.Namespace) -> str:
-    if message.startswith("no prediction"):
-        return args.pred_file
-    if message.startswith("no null odds"):
-        return args.na_prob_file
-    return args.data_file
+def _warn(evaluation: FileEvaluation, data_file: str) -> None:
+    """What the official scripts pass over: named on stderr, the figures stay theirs."""
+    for qid in evaluation.unanswered:  # evaluate-v1.1.py's own message
+        print(f"Unanswered question {qid} will receive score 0.", file=sys.stderr)
+    if evaluation.repeated_ids:
+        rule = (
+            "the last question of each id counts (evaluate-v2.0.py)"
+            if evaluation.version_2
+            else "each question is scored against its id's one prediction (evaluate-v1.1.py)"
+        )
+        print(
+            f"warning: {data_file}: {len(evaluation.repeated_ids)} question ids are used more "
+            f"than once (first {evaluation.repeated_ids[0]!r}); {rule}",
+            file=sys.stderr,
+        )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        result, version_2 = _evaluate(args)
-    except ValueError as error:
+        evaluation = evaluate_files(
+            args.data_file, args.pred_file, args.na_prob_file, args.na_prob_thresh
+        )
+    except UserError as error:
         print(f"bertlab-squad-eval: {error}", file=sys.stderr)
         return 2
+    _warn(evaluation, args.data_file)
     if args.out_file:
-        Path(args.out_file).write_text(json.dumps(result), encoding="utf-8")
+        Path(args.out_file).write_text(json.dumps(evaluation.scores), encoding="utf-8")
     else:
         # evaluate-v2.0.py indents its output, evaluate-v1.1.py does not.
-        print(json.dumps(result, indent=2 if version_2 else None))
+        print(json.dumps(evaluation.scores, indent=2 if evaluation.version_2 else None))
     return 0
 
 

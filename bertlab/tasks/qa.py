@@ -8,9 +8,9 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from bertlab.metrics_squad import SquadMetric
+from bertlab.metrics import SquadMetric
 from bertlab.model import BertConfig, BertForQuestionAnswering
-from bertlab.qa_postprocess import write_answer_files
+from bertlab.qa.decode import write_answer_files
 from bertlab.tasks.base import BertTaskModule
 
 # What `bertlab-squad-eval dev.json predictions.json [--na-prob-file null_odds.json]` prints.

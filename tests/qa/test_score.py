@@ -1,4 +1,5 @@
-"""The official SQuAD scores on cases that break naive re-implementations (hand-computed)."""
+"""The official SQuAD scores (bertlab/qa/score.py) and `bertlab-squad-eval`, on cases that
+break naive re-implementations (hand-computed)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import json
 import pytest
 
 from bertlab.cli.squad_eval import main
-from bertlab.squad_eval import (
+from bertlab.qa.score import (
     GoldQuestion,
     evaluate_file,
     evaluate_v1,
@@ -213,3 +214,18 @@ def test_cli_bad_files_exit_2_with_one_line(tmp_path, capsys, files, message):
     assert main([str(tmp_path / "dev.json"), str(tmp_path / "pred.json")]) == 2
     error = capsys.readouterr().err
     assert message in error and error.count("\n") == 1
+
+
+@pytest.mark.parametrize(("version", "expected"), [("1.1", 50.0), ("v2.0", 100.0)])
+def test_cli_repeated_question_ids_score_as_the_official_script_and_warn(
+    tmp_path, capsys, version, expected
+):
+    """v1.1 scores both questions against the id's one prediction; v2.0 keeps the last one."""
+    impossible = None if version == "1.1" else False
+    qas = [_qa("a", "Paris", impossible=impossible), _qa("a", "Rome", impossible=impossible)]
+    data = _write(tmp_path, "dev.json", _squad_json(version, qas))
+    predictions = _write(tmp_path, "pred.json", {"a": "Rome"})
+    assert main([data, predictions]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["exact_match" if version == "1.1" else "exact"] == expected
+    assert f"warning: {data}: 1 question ids are used more than once (first 'a')" in captured.err

@@ -11,17 +11,26 @@ SQuAD figures are only comparable when scored by exactly these rules:
   `na_prob_thresh` (default 1.0), and give `best_exact`/`best_f1` and their thresholds.
   The official v2.0 script crashes on a missing prediction; here that is a `ValueError`
   naming the question, raised before scoring.
+- Question ids that repeat are accepted, as both scripts accept them: v1.1 scores every
+  question against its id's one prediction, v2.0 keeps the last question of each id.
+  `evaluate_files` reports them, so the command can warn.
+
+The pure functions take parsed data and raise ValueError; `evaluate_files` reads the files
+and raises DataError naming the file at fault.
 
 Questions are visited in file order so sums match the official scripts to the last bit.
 """
 
 from __future__ import annotations
 
+import json
 import re
 import string
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+
+from bertlab.errors import DataError
 
 _PUNCTUATION = set(string.punctuation)
 _ARTICLES = re.compile(r"\b(a|an|the)\b", re.UNICODE)
@@ -261,6 +270,22 @@ def _field(record: object, key: str, where: str):
     return record[key]
 
 
+def evaluate_questions(
+    questions: list[GoldQuestion],
+    version_2: bool,
+    predictions: Mapping[str, str],
+    null_odds: Mapping[str, float] | None = None,
+    na_prob_thresh: float = 1.0,
+) -> dict:
+    """What the official script of that version prints for these questions."""
+    if version_2:
+        return evaluate_v2(questions, predictions, null_odds, na_prob_thresh)
+    for question in questions:
+        if not question.answers:  # evaluate-v1.1.py would crash on max([])
+            raise ValueError(f"question {question.qid!r}: no gold answer in a v1.1 file")
+    return evaluate_v1(questions, predictions)
+
+
 def evaluate_file(
     dataset_json: Mapping,
     predictions: Mapping[str, str],
@@ -269,9 +294,94 @@ def evaluate_file(
 ) -> dict:
     """What the official script for this file's version prints."""
     questions = gold_questions(dataset_json)
-    if is_version_2(dataset_json):
-        return evaluate_v2(questions, predictions, null_odds, na_prob_thresh)
+    return evaluate_questions(
+        questions, is_version_2(dataset_json), predictions, null_odds, na_prob_thresh
+    )
+
+
+def no_answer_baseline(questions: Iterable[GoldQuestion]) -> dict[str, float]:
+    """v2.0 scores of answering "" to every question: the share of unanswerable questions."""
+    questions = list(questions)
+    scores = evaluate_v2(questions, {question.qid: "" for question in questions})
+    return {"no_answer_exact_match": scores["exact"], "no_answer_f1": scores["f1"]}
+
+
+def repeated_ids(questions: Iterable[GoldQuestion]) -> list[str]:
+    """Ids that more than one question uses, in file order."""
+    counts = Counter(question.qid for question in questions)
+    return [qid for qid, count in counts.items() if count > 1]
+
+
+# ---------------------------------------------------------------- the files the command reads
+
+
+@dataclass
+class FileEvaluation:
+    """The official figures for a data file and a predictions file, and what to warn about."""
+
+    scores: dict
+    version_2: bool
+    unanswered: list[str]  # v1.1: questions without a prediction (each scores 0)
+    repeated_ids: list[str]  # ids of several questions: the official scripts accept them
+
+
+def evaluate_files(
+    data_file: str,
+    pred_file: str,
+    na_prob_file: str | None = None,
+    na_prob_thresh: float = 1.0,
+) -> FileEvaluation:
+    """Score `pred_file` on `data_file` as the official script of the data's version does.
+
+    Raises DataError naming the file at fault: the data, the predictions or the null odds.
+    """
+    dataset_json = load_json(data_file, "SQuAD data")
+    if not isinstance(dataset_json, dict):
+        raise DataError(data_file, "expected a SQuAD object with a 'data' list")
+    predictions = load_mapping(pred_file, "answer", str)
+    null_odds = load_mapping(na_prob_file, "null odds", (int, float)) if na_prob_file else None
+    try:
+        questions = gold_questions(dataset_json)
+        version_2 = is_version_2(dataset_json)
+    except ValueError as error:
+        raise DataError(data_file, str(error)) from error
+    if version_2:  # evaluate-v2.0.py would crash on a missing one
+        _require_every_question(questions, predictions, pred_file, "prediction")
+        if null_odds is not None:
+            _require_every_question(questions, null_odds, na_prob_file, "null odds")
+    try:
+        scores = evaluate_questions(questions, version_2, predictions, null_odds, na_prob_thresh)
+    except ValueError as error:
+        raise DataError(data_file, str(error)) from error
+    unanswered = [] if version_2 else [q.qid for q in questions if q.qid not in predictions]
+    return FileEvaluation(scores, version_2, unanswered, repeated_ids(questions))
+
+
+def _require_every_question(
+    questions: list[GoldQuestion], values: Mapping[str, object], path: str, what: str
+) -> None:
     for question in questions:
-        if not question.answers:  # evaluate-v1.1.py would crash on max([])
-            raise ValueError(f"question {question.qid!r}: no gold answer in a v1.1 file")
-    return evaluate_v1(questions, predictions)
+        if question.qid not in values:
+            raise DataError(path, f"no {what} for question {question.qid!r}")
+
+
+def load_json(path: str, what: str):
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return json.load(handle)
+    except OSError as error:
+        raise DataError(path, f"cannot read {what}: {error.strerror}") from error
+    except json.JSONDecodeError as error:
+        raise DataError(path, f"not valid JSON: {error.msg}", line=error.lineno) from error
+
+
+def load_mapping(path: str, what: str, value_type: type | tuple[type, ...]) -> dict:
+    """A JSON object {question id: value}, every value of `value_type`."""
+    mapping = load_json(path, what)
+    if not isinstance(mapping, dict):
+        raise DataError(path, f"expected a JSON object {{question id: {what}}}")
+    type_name = "number" if isinstance(value_type, tuple) else "string"
+    for qid, value in mapping.items():
+        if not isinstance(value, value_type) or isinstance(value, bool):
+            raise DataError(path, f"question {qid!r}: {what} is {value!r}, not a {type_name}")
+    return mapping

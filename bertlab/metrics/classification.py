@@ -1,4 +1,4 @@
-"""Task metrics on torchmetrics, by the names task configs use (see shared ANCHORS.md).
+"""Classification and regression metrics on torchmetrics, by the names task configs use (see shared ANCHORS.md).
 
 torchmetrics objects keep running state and synchronise it across DDP processes
 when computed, so every evaluation example counts once whatever the device count.
@@ -19,6 +19,8 @@ from torchmetrics import (
     SpearmanCorrCoef,
 )
 from torchmetrics.classification import MulticlassMatthewsCorrCoef
+
+from bertlab.errors import ConfigError
 
 
 class MatthewsCorrCoef(MulticlassMatthewsCorrCoef):
@@ -49,8 +51,8 @@ def matthews_from_confusion(confusion: torch.Tensor) -> torch.Tensor:
 
 def _binary_f1(num_labels: int) -> Metric:
     if num_labels != 2:
-        raise ValueError(
-            f"metric 'f1' is binary F1 (positive class 1); this task has {num_labels} labels, use 'macro_f1'"
+        raise ConfigError(
+            f"task.metrics: metric 'f1' is binary F1 (positive class 1); this task has {num_labels} labels, use 'macro_f1'"
         )
     return F1Score(task="binary")
 
@@ -72,11 +74,11 @@ def check_metric_names(names: Sequence[str], regression: bool) -> None:
     """Fail on an unknown name, or on a metric that does not fit the task's output."""
     for name in names:
         if name not in METRICS:
-            raise ValueError(f"task.metrics: unknown metric {name!r}; allowed: {sorted(METRICS)}")
+            raise ConfigError(f"task.metrics: unknown metric {name!r}; allowed: {sorted(METRICS)}")
         if (name in REGRESSION_METRICS) != regression:
             kind = "regression" if regression else "classification"
             fitting = sorted(n for n in METRICS if (n in REGRESSION_METRICS) == regression)
-            raise ValueError(
+            raise ConfigError(
                 f"task.metrics: {name!r} does not apply to a {kind} task; use one of {fitting}"
             )
 

@@ -4,7 +4,7 @@ A question's windows may land on different ranks, so a rank cannot decode a ques
 alone. The metric therefore keeps each window's start and end logits (padded to
 `max_seq_length`) and its row number; `compute()` gathers them from every rank, keeps
 each window once (the distributed sampler repeats some to even out the ranks), decodes
-every question once, and scores with the official rules (`bertlab.squad_eval`). After
+every question once, and scores with the official rules (`bertlab.qa.score`). After
 `compute()`, `answers` holds what the official output files contain.
 """
 
@@ -18,9 +18,9 @@ import torch.nn.functional as F
 from torchmetrics import Metric
 from torchmetrics.utilities import dim_zero_cat
 
-from bertlab.data.squad import SquadEvalSet
-from bertlab.qa_postprocess import DecodingSettings, QuestionAnswers, Window, decode_answers
-from bertlab.squad_eval import GoldQuestion, evaluate_v1, evaluate_v2
+from bertlab.qa.decode import DecodingSettings, QuestionAnswers, Window, decode_answers
+from bertlab.qa.score import GoldQuestion, evaluate_v1, evaluate_v2
+from bertlab.qa.windows import SquadEvalSet
 
 # The official v2.0 dict's "exact" is logged as exact_match, like v1.1's, so one objective
 # name (val/f1) and one EM name serve both; counts ("total") are not metrics.
