@@ -271,10 +271,14 @@ def table(
         baseline = BASELINES.get(name)
         ratio = f"{rates[name] / rates[baseline]:.2f}x" if baseline else "-"
         lines.append(
-            f"| {name} | {samples} | {token_rate} | {achieved / 1e12:.3f} | {mfu} "
+            f"| {name} | {samples} | {token_rate} | {achieved / 1e12:.4g} | {mfu} "
             f"| {achieved / measured:.1%} | {ratio} |"
         )
     return "\n".join(lines)
+
+
+def elapsed(started: float) -> str:
+    return f"{time.perf_counter() - started:.0f} s since the start"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -301,9 +305,11 @@ def main(argv: list[str] | None = None) -> None:
     torch.manual_seed(0)
     settings = model_settings(args.model)
     measured = matmul_rate(args.device, "bf16", args.matmul_size)
+    print(f"bf16 matmul rate {measured / 1e12:.1f} TFLOP/s ({elapsed(started)})", flush=True)
     batch = masked_batch(args.batch_size, args.seq_len, torch.Generator().manual_seed(0))
     batch = {key: value.to(args.device) for key, value in batch.items()}
     rates = pretraining_rates(args, settings, batch)
+    print(f"pretraining rows done ({elapsed(started)})", flush=True)
     masked = batch["masked_positions"].shape[1]
     pretrain_flops = float(pretraining_flops(settings, args.seq_len, masked, VOCAB_SIZE))
     windows = squad_windows(args.squad_batch_size * (args.warmup + args.steps), args.squad_seq_len)
@@ -311,7 +317,9 @@ def main(argv: list[str] | None = None) -> None:
         rates["squad transformers Trainer"] = transformers_squad_rate(
             args, settings, windows, Path(work)
         )
+    print(f"SQuAD transformers Trainer done ({elapsed(started)})", flush=True)
     rates["squad bertlab (Lightning)"] = bertlab_squad_rate(args, settings, windows)
+    print(f"SQuAD bertlab done ({elapsed(started)})", flush=True)
     squad_flops = float(question_answering_flops(settings, args.squad_seq_len))
     flops = {row: pretrain_flops if row.startswith("pretrain") else squad_flops for row in ROWS}
     tokens = {
@@ -320,7 +328,7 @@ def main(argv: list[str] | None = None) -> None:
     print(
         f"\nGPU check, model={args.model}, bf16; pretraining batch {args.batch_size} x "
         f"{args.seq_len} tokens, SQuAD batch {args.squad_batch_size} x {args.squad_seq_len}; "
-        f"{name}; {time.perf_counter() - started:.0f} s"
+        f"{name}; {elapsed(started)}"
     )
     print(table(rates, flops, tokens, measured, peak_flops(name)))
 
