@@ -182,7 +182,9 @@ def bertlab_epoch(cfg, precision: str) -> tuple[Callable[[], int], object, objec
     return run, tokenizer, datamodule
 
 
-def transformers_epoch(cfg, tokenizer, datamodule, work: Path, precision: str) -> Callable[[], int]:
+def transformers_epoch(
+    settings: dict, tokenizer, datamodule, work: Path, precision: str
+) -> Callable[[], int]:
     from transformers import (
         BertForSequenceClassification,
         DataCollatorWithPadding,
@@ -205,7 +207,7 @@ def transformers_epoch(cfg, tokenizer, datamodule, work: Path, precision: str) -
     torch.manual_seed(0)
     model = BertForSequenceClassification(
         hf_config(
-            model_settings(cfg.model.name),
+            settings,
             tokenizer.get_vocab_size(),
             num_labels=2,
             attn_implementation="sdpa",
@@ -264,11 +266,12 @@ def main() -> None:
         cfg = bertlab_config(write_data(work / "data", args.examples), work, args.model)
         bertlab_run, tokenizer, datamodule = bertlab_epoch(cfg, args.precision)
         print(padding_share(datamodule))
+        settings = model_settings(args.model)
         lengths = datamodule.splits["train"].lengths
-        flops = classification_flops(model_settings(args.model), lengths, num_labels=2).mean()
+        flops = classification_flops(settings, lengths, num_labels=2).mean()
         sides = {
             "transformers Trainer": transformers_epoch(
-                cfg, tokenizer, datamodule, work, args.precision
+                settings, tokenizer, datamodule, work, args.precision
             ),
             "bertlab": bertlab_run,
         }
