@@ -1,4 +1,5 @@
-"""What every benchmark shares: interleaved timing, the machine, the model configs.
+"""What every benchmark shares: interleaved timing, the machine and its measured limit,
+useful model FLOPs, the model configs, the transformers side's fastest settings.
 
 Both sides of a comparison run in one process and alternate repetition by repetition,
 so a neighbour's load on a shared CPU hits both about equally; the median of the
@@ -7,6 +8,7 @@ repetitions is reported.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import platform
 import random
@@ -42,6 +44,39 @@ def hf_config(settings: dict, vocab_size: int, **extra):
         max_position_embeddings=settings["max_position_embeddings"],
         layer_norm_eps=settings["layer_norm_eps"],
         **extra,
+    )
+
+
+def fast_training_arguments(output_dir: str, precision: str, device: str, **settings):
+    """transformers `TrainingArguments` with what its docs recommend for speed.
+
+    Length-grouped batches (`train_sampling_strategy="group_by_length"` in transformers 5,
+    `group_by_length=True` before), the fused AdamW kernel, bf16 autocast when the run is
+    bf16 (the docs' advice for CPUs with bf16 and for GPUs); no evaluation, checkpoints or
+    logging, which the bertlab side does not do either. SDPA attention is the model's
+    `attn_implementation`, set where the model is built.
+    """
+    from transformers import TrainingArguments
+
+    fields = {field.name for field in dataclasses.fields(TrainingArguments)}
+    if "train_sampling_strategy" in fields:
+        grouping = {"train_sampling_strategy": "group_by_length"}
+    else:
+        grouping = {"group_by_length": True}
+    return TrainingArguments(
+        output_dir=output_dir,
+        optim="adamw_torch_fused",
+        bf16=precision == "bf16",
+        use_cpu=device == "cpu",
+        save_strategy="no",
+        eval_strategy="no",
+        logging_strategy="no",
+        report_to=[],
+        disable_tqdm=True,
+        dataloader_num_workers=0,
+        seed=0,
+        **grouping,
+        **settings,
     )
 
 
@@ -92,14 +127,125 @@ def load() -> str:
     return f"load average {one:.2f} {five:.2f} {fifteen:.2f}"
 
 
-def report(title: str, rates: dict[str, float], baseline: str, candidate: str) -> float:
-    """Print samples/s of both sides and their ratio; returns the ratio."""
+def report(
+    title: str,
+    rates: dict[str, float],
+    baseline: str,
+    candidate: str,
+    flops_per_sample: float,
+    limit: float,
+) -> float:
+    """Print samples/s of both sides, their ratio and each side's share of the machine's
+    measured matrix-multiply rate `limit` (FLOP/s); returns the ratio."""
     ratio = rates[candidate] / rates[baseline]
     print(f"{title}")
     for name, rate in rates.items():
-        print(f"  {name:<28} {rate:10.1f} samples/s")
+        print(f"  {name:<28} {rate:10.1f} samples/s  {share_line(rate, flops_per_sample, limit)}")
     print(f"  ratio {candidate} / {baseline}: {ratio:.2f}x   ({load()})")
     return ratio
+
+
+def share_line(rate: float, flops_per_sample: float, limit: float) -> str:
+    """'model X GFLOP/s = Y% of the measured matmul rate' for `rate` samples/s."""
+    model_rate = rate * flops_per_sample
+    return f"model {model_rate / 1e9:8.1f} GFLOP/s = {model_rate / limit:6.1%} of the matmul rate"
+
+
+# ---- The machine's limit: its measured matrix-multiply rate --------------------------
+
+
+def precision_dtype(precision: str) -> torch.dtype:
+    return {"fp32": torch.float32, "bf16": torch.bfloat16}[precision]
+
+
+def matmul_rate(
+    device: str = "cpu", precision: str = "fp32", size: int | None = None, timings: int = 3
+) -> float:
+    """FLOP/s of large dense square matrix products (torch.mm) on this device and dtype,
+    at the current thread count: the best of `timings` timings of a few products each.
+
+    It is what the machine's kernels reach on the ideal shape, so a model's FLOP/s as a
+    share of it says how close a training step is to the limit of the machine.
+    """
+    size = size or (8192 if device.startswith("cuda") else 2048)
+    dtype = precision_dtype(precision)
+    a, b = (torch.randn(size, size, device=device, dtype=dtype) for _ in range(2))
+    products = 20 if device.startswith("cuda") else 4
+    torch.mm(a, b)  # first call: kernel selection, page faults
+    best = float("inf")
+    for _ in range(timings):
+        synchronize(device)
+        started = time.perf_counter()
+        for _ in range(products):
+            torch.mm(a, b)
+        synchronize(device)
+        best = min(best, time.perf_counter() - started)
+    return 2 * size**3 * products / best
+
+
+def synchronize(device: str) -> None:
+    """Wait for the device's queued kernels (they run asynchronously on a GPU)."""
+    if device.startswith("cuda"):
+        torch.cuda.synchronize(device)
+
+
+def print_limit(device: str, precision: str, limit: float) -> None:
+    print(
+        f"measured {precision} matmul rate ({device}, {torch.get_num_threads()} threads): "
+        f"{limit / 1e9:.1f} GFLOP/s"
+    )
+
+
+# ---- Useful model FLOPs of a training step --------------------------------------------
+
+
+def training_flops(settings: dict, tokens, rows_read, head_multiply_adds) -> np.ndarray:
+    """Useful FLOPs of one training step on one sequence (works on numpy arrays too).
+
+    The standard estimate (Kaplan et al.; PaLM's and nanoGPT's MFU): 6 FLOPs per weight a
+    token passes through (2 per multiply-add, x 3 for forward + backward) and 12 L H T^2
+    for attention, counting only what the task needs, the same figure for both sides of a
+    comparison, so a side that computes more (padding, heads on unread positions) shows a
+    lower share:
+
+    - `tokens`: real tokens of the sequence (padding is not useful work);
+    - the last layer's keys and values cover every token, but its queries, attention
+      output and feed-forward only the `rows_read` positions a head reads ([CLS] and the
+      masked tokens for pretraining, [CLS] for classification, every token for SQuAD);
+    - `head_multiply_adds`: the heads' matrix products (pooler, MLM decoder, classifier).
+
+    Embedding lookups, softmax, LayerNorm and GELU are not matrix products and not counted.
+    """
+    # float64: T^2 products of small integer arrays (int16/int32 lengths) would overflow
+    tokens, rows_read = np.asarray(tokens, np.float64), np.asarray(rows_read, np.float64)
+    hidden, layers = settings["hidden_size"], settings["num_layers"]
+    per_row = 4 * hidden * hidden + 2 * hidden * settings["intermediate_size"]
+    keys_values = 2 * hidden * hidden
+    attention = 2 * hidden  # scores (q . k) and weighted sum (p . v) per query-key pair
+    lower = (layers - 1) * (tokens * per_row + attention * tokens * tokens)
+    last = tokens * keys_values + rows_read * (per_row - keys_values)
+    last = last + attention * rows_read * tokens
+    return 6 * (lower + last + head_multiply_adds)
+
+
+def pretraining_flops(settings: dict, tokens, masked, vocab_size: int) -> np.ndarray:
+    """MLM + NSP: [CLS] and the masked positions are read; the MLM transform and the
+    tied decoder at the masked positions, the pooler and NSP classifier on [CLS]."""
+    masked, hidden = np.asarray(masked, np.float64), settings["hidden_size"]
+    heads = masked * (hidden * hidden + hidden * vocab_size) + hidden * hidden + 2 * hidden
+    return training_flops(settings, tokens, 1 + masked, heads)
+
+
+def classification_flops(settings: dict, tokens, num_labels: int) -> np.ndarray:
+    """Sequence classification: only [CLS] is read (pooler, classifier)."""
+    hidden = settings["hidden_size"]
+    return training_flops(settings, tokens, 1, hidden * hidden + hidden * num_labels)
+
+
+def question_answering_flops(settings: dict, tokens) -> np.ndarray:
+    """SQuAD: a start and an end logit at every token."""
+    tokens = np.asarray(tokens, np.float64)
+    return training_flops(settings, tokens, tokens, tokens * 2 * settings["hidden_size"])
 
 
 SYLLABLES = ["ka", "lo", "mi", "ne", "ru", "sa", "ti", "vo", "be", "da", "fe", "gi", "ho"]

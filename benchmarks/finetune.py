@@ -1,17 +1,25 @@
-"""Fine-tuning: bertlab (Lightning, length-bucketed batches) vs the transformers Trainer.
+"""Fine-tuning: bertlab (Lightning) vs the transformers Trainer at its fastest settings.
 
-Both sides: `model=mini` (random init), the same WordPiece tokenizer and the same
-generated single-sentence data with SST-2-like lengths (median ~10 words, a long tail to
-~55), batch 32, max length 128, AdamW lr 2e-5 with 10% warmup, dropout on, fp32, one
-epoch per repetition, no evaluation or checkpoints.
+Both sides: `model=mini` (random init), the same WordPiece tokenizer and the very same
+token ids of generated single-sentence data with SST-2-like lengths (median ~10 words, a
+long tail to ~55), batch 32, max length 128, AdamW lr 2e-5 with 10% warmup, gradient
+clipping 1.0, dropout on, one epoch per repetition, no evaluation or checkpoints; fp32 by
+default, `--precision bf16` runs both under bf16 autocast (the transformers docs' advice
+for CPUs with bf16 instructions).
 
-bertlab draws each batch from one length bucket and pads it to its own longest sentence
-(`task.num_buckets`, default 10); the Trainer shuffles freely and its
-`DataCollatorWithPadding` pads each batch to its longest sentence, which with random
-batches is usually one of the long tail.
+Both sides batch sentences of similar length and pad each batch to its own longest
+sentence: bertlab draws each batch from one length bucket (`task.num_buckets`), the
+Trainer runs with `train_sampling_strategy="group_by_length"` (its LengthGroupedSampler),
+`DataCollatorWithPadding`, SDPA attention and the fused AdamW kernel (common.
+fast_training_arguments).
+
+Each side's useful model FLOP/s (common.classification_flops over the real tokens of the
+sentences, the same figure for both) is printed as a share of the matrix-multiply rate
+the script measures at the same precision and thread count.
 
     python benchmarks/finetune.py
     python benchmarks/finetune.py --examples 4096 --repetitions 7
+    python benchmarks/finetune.py --examples 64 --repetitions 1     # a smoke run
 """
 
 from __future__ import annotations
@@ -24,7 +32,18 @@ from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
-from common import hf_config, interleaved_rates, load, machine, model_settings, report
+from common import (
+    classification_flops,
+    fast_training_arguments,
+    hf_config,
+    interleaved_rates,
+    load,
+    machine,
+    matmul_rate,
+    model_settings,
+    print_limit,
+    report,
+)
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from omegaconf import open_dict
@@ -111,7 +130,7 @@ def write_data(directory: Path, examples: int, seed: int = 0) -> Path:
     return directory
 
 
-def bertlab_config(data_dir: Path, work: Path):
+def bertlab_config(data_dir: Path, work: Path, model: str):
     conf_dir = Path(__file__).resolve().parents[1] / "conf"
     with initialize_config_dir(config_dir=str(conf_dir), version_base="1.3"):
         cfg = compose(
@@ -124,7 +143,7 @@ def bertlab_config(data_dir: Path, work: Path):
                 "task.text_columns=[sentence]",
                 "task.batch_size=32",
                 "task.max_seq_length=128",
-                "model=mini",
+                f"model={model}",
                 "tokenizer.vocab_size=2000",
                 "tokenizer.min_frequency=1",
             ],
@@ -135,7 +154,7 @@ def bertlab_config(data_dir: Path, work: Path):
     return cfg
 
 
-def bertlab_epoch(cfg) -> tuple[Callable[[], int], object, object]:
+def bertlab_epoch(cfg, precision: str) -> tuple[Callable[[], int], object, object]:
     """One epoch of bertlab fine-tuning per call; also returns the tokenizer and the data."""
     pl.seed_everything(0)
     datamodule = pipeline.build_datamodule(cfg)
@@ -149,6 +168,7 @@ def bertlab_epoch(cfg) -> tuple[Callable[[], int], object, object]:
         trainer = instantiate(
             cfg.trainer,
             max_epochs=1,
+            precision="bf16-mixed" if precision == "bf16" else cfg.trainer.precision,
             limit_val_batches=0,
             logger=False,
             callbacks=[],
@@ -162,13 +182,14 @@ def bertlab_epoch(cfg) -> tuple[Callable[[], int], object, object]:
     return run, tokenizer, datamodule
 
 
-def transformers_epoch(cfg, tokenizer, datamodule, work: Path) -> Callable[[], int]:
+def transformers_epoch(
+    settings: dict, tokenizer, datamodule, work: Path, precision: str
+) -> Callable[[], int]:
     from transformers import (
         BertForSequenceClassification,
         DataCollatorWithPadding,
         PreTrainedTokenizerFast,
         Trainer,
-        TrainingArguments,
     )
 
     hf_tokenizer = PreTrainedTokenizerFast(
@@ -186,31 +207,13 @@ def transformers_epoch(cfg, tokenizer, datamodule, work: Path) -> Callable[[], i
     torch.manual_seed(0)
     model = BertForSequenceClassification(
         hf_config(
-            model_settings("mini"),
+            settings,
             tokenizer.get_vocab_size(),
             num_labels=2,
             attn_implementation="sdpa",
         )
     )
-    arguments = TrainingArguments(
-        output_dir=str(work / "hf"),
-        per_device_train_batch_size=32,
-        num_train_epochs=1,
-        learning_rate=2e-5,
-        warmup_steps=0.1,  # a float below 1 is a ratio of the total steps
-        weight_decay=0.01,
-        adam_epsilon=1e-6,
-        max_grad_norm=1.0,
-        lr_scheduler_type="linear",
-        save_strategy="no",
-        eval_strategy="no",
-        logging_strategy="no",
-        report_to=[],
-        use_cpu=True,
-        disable_tqdm=True,
-        dataloader_num_workers=0,
-        seed=0,
-    )
+    arguments = trainer_arguments(work, precision)
     trainer = Trainer(
         model=model,
         args=arguments,
@@ -225,6 +228,23 @@ def transformers_epoch(cfg, tokenizer, datamodule, work: Path) -> Callable[[], i
     return run
 
 
+def trainer_arguments(work: Path, precision: str):
+    """The Trainer's settings: the bertlab side's regime, transformers' fastest mechanics."""
+    return fast_training_arguments(
+        str(work / "hf"),
+        precision,
+        "cpu",
+        per_device_train_batch_size=32,
+        num_train_epochs=1,
+        learning_rate=2e-5,
+        warmup_steps=0.1,  # a float below 1 is a ratio of the total steps
+        weight_decay=0.01,
+        adam_epsilon=1e-6,
+        max_grad_norm=1.0,
+        lr_scheduler_type="linear",
+    )
+
+
 def padding_share(datamodule) -> str:
     split = datamodule.splits["train"]
     lengths = split.lengths
@@ -235,23 +255,35 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--examples", type=int, default=2048, help="training sentences")
     parser.add_argument("--repetitions", type=int, default=5)
+    parser.add_argument("--model", default="mini")
+    parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
     args = parser.parse_args()
     print(f"machine: {machine()}; {load()}")
+    limit = matmul_rate("cpu", args.precision)
+    print_limit("cpu", args.precision, limit)
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        cfg = bertlab_config(write_data(work / "data", args.examples), work)
-        bertlab_run, tokenizer, datamodule = bertlab_epoch(cfg)
+        cfg = bertlab_config(write_data(work / "data", args.examples), work, args.model)
+        bertlab_run, tokenizer, datamodule = bertlab_epoch(cfg, args.precision)
         print(padding_share(datamodule))
+        settings = model_settings(args.model)
+        lengths = datamodule.splits["train"].lengths
+        flops = classification_flops(settings, lengths, num_labels=2).mean()
         sides = {
-            "transformers Trainer": transformers_epoch(cfg, tokenizer, datamodule, work),
+            "transformers Trainer": transformers_epoch(
+                settings, tokenizer, datamodule, work, args.precision
+            ),
             "bertlab": bertlab_run,
         }
         rates = interleaved_rates(sides, args.repetitions)
     report(
-        f"fine-tuning, model=mini, batch 32, max length 128, {args.examples} SST-2-like sentences",
+        f"fine-tuning, model={args.model}, batch 32, max length 128, {args.examples} "
+        f"SST-2-like sentences, {args.precision}",
         rates,
         baseline="transformers Trainer",
         candidate="bertlab",
+        flops_per_sample=float(flops),
+        limit=limit,
     )
 
 

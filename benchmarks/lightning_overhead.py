@@ -6,10 +6,13 @@ number of optimizer steps, with AdamW + linear schedule and gradient clipping at
 The Lightning side is what `bertlab-train` builds (conf/trainer/cpu.yaml, the CSV logger,
 the LR monitor, the progress bar, the module's metrics and throughput logging) minus
 checkpoint writing and validation, which the raw loop does not do; its time includes
-`Trainer` start-up per repetition.
+`Trainer` start-up per repetition. Both sides' useful model FLOP/s (common.pretraining_flops
+over the real tokens and masked positions of the batches they train on) are printed as a
+share of the matrix-multiply rate the script measures at the same thread count.
 
     python benchmarks/lightning_overhead.py
     python benchmarks/lightning_overhead.py --model mini --steps 60
+    python benchmarks/lightning_overhead.py --steps 2 --repetitions 1   # a smoke run
 """
 
 from __future__ import annotations
@@ -23,7 +26,17 @@ from pathlib import Path
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
-from common import interleaved_samples, load, machine, write_generated_corpus
+from common import (
+    interleaved_samples,
+    load,
+    machine,
+    matmul_rate,
+    model_settings,
+    pretraining_flops,
+    print_limit,
+    share_line,
+    write_generated_corpus,
+)
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from omegaconf import open_dict
@@ -104,6 +117,17 @@ def raw_loop_side(cfg, module, datamodule, steps: int) -> Callable[[], int]:
     return run
 
 
+def flops_per_sample(datamodule, settings: dict, vocab_size: int, steps: int) -> float:
+    """Mean useful FLOPs per instance over the first `steps` batches (what both sides train on)."""
+    total, samples = 0.0, 0
+    for _, batch in zip(range(steps), datamodule.train_dataloader(), strict=False):
+        tokens = batch["attention_mask"].sum(dim=1).numpy()
+        masked = (batch["masked_positions"] >= 0).sum(dim=1).numpy()
+        total += float(pretraining_flops(settings, tokens, masked, vocab_size).sum())
+        samples += len(tokens)
+    return total / samples
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="tiny")
@@ -111,6 +135,8 @@ def main() -> None:
     parser.add_argument("--repetitions", type=int, default=5)
     args = parser.parse_args()
     print(f"machine: {machine()}; {load()}")
+    limit = matmul_rate("cpu", "fp32")
+    print_limit("cpu", "fp32", limit)
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         corpus = write_generated_corpus(work / "corpus.txt", megabytes=4)
@@ -122,6 +148,8 @@ def main() -> None:
         datamodule.prepare_data()
         datamodule.setup("fit")
         module = pipeline.build_module(cfg, datamodule, tokenizer)
+        settings = model_settings(args.model)
+        flops = flops_per_sample(datamodule, settings, tokenizer.get_vocab_size(), args.steps)
         sides = {
             "raw PyTorch loop": raw_loop_side(cfg, module, datamodule, args.steps),
             "bertlab (Lightning)": lightning_side(cfg, module, datamodule, args.steps),
@@ -132,7 +160,8 @@ def main() -> None:
     overheads = [100 * (r / w - 1) for r, w in zip(raw, lightning, strict=True)]
     print(f"Lightning overhead, model={args.model}, batch 32, seq 128, {args.steps} steps per run")
     for name, values in samples.items():
-        print(f"  {name:<28} {statistics.median(values):10.1f} samples/s (median)")
+        rate = statistics.median(values)
+        print(f"  {name:<28} {rate:10.1f} samples/s (median)  {share_line(rate, flops, limit)}")
     print(
         f"  overhead: {statistics.median(overheads):.1f}% more time (median of the repetitions; "
         f"range {min(overheads):.1f}% to {max(overheads):.1f}%)   ({load()})"

@@ -8,8 +8,13 @@ from /proc, and the largest single process's peak (getrusage RUSAGE_CHILDREN ru_
 The time covers the whole command: WordPiece training on the corpus, then the
 pretraining instances (tokenize, pair, mask, write memory-mapped shards).
 
+The limit it is compared with: the same machine encoding the corpus with the run's own
+WordPiece tokenizer alone (`Tokenizer.encode_batch`, Rust, every core), the least work
+any preparation must do; the command's MB/s is printed as a share of that rate.
+
     python benchmarks/prepare.py                 # 200 MB
     python benchmarks/prepare.py --megabytes 500 --keep
+    python benchmarks/prepare.py --megabytes 1          # a smoke run
 """
 
 from __future__ import annotations
@@ -25,6 +30,8 @@ import time
 from pathlib import Path
 
 from common import load, machine, write_generated_corpus
+
+from bertlab.tokenizer import TOKENIZER_FILE, load_tokenizer
 
 PAGE_BYTES = os.sysconf("SC_PAGE_SIZE")
 
@@ -79,6 +86,18 @@ def run_prepare(corpus: Path, work: Path) -> tuple[float, int, int, str]:
     return seconds, peak_tree, peak_single, output
 
 
+def tokenizer_rate(cache: Path, corpus: Path, megabytes: float = 20) -> float:
+    """MB/s of the run's WordPiece tokenizer encoding the corpus's first `megabytes`."""
+    tokenizer = load_tokenizer(next(cache.rglob(TOKENIZER_FILE)))
+    with open(corpus, encoding="utf-8") as text:
+        lines = [line for line in text.read(int(megabytes * 1e6)).splitlines() if line.strip()]
+    size = sum(len(line.encode()) + 1 for line in lines) / 1e6
+    started = time.perf_counter()
+    for first in range(0, len(lines), 20_000):  # in blocks: encodings of 20 MB are large
+        tokenizer.encode_batch(lines[first : first + 20_000])
+    return size / (time.perf_counter() - started)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--megabytes", type=float, default=200)
@@ -92,12 +111,16 @@ def main() -> None:
     megabytes = corpus.stat().st_size / 1e6
     try:
         seconds, peak_tree, peak_single, output = run_prepare(corpus, args.work_dir)
+        limit = tokenizer_rate(args.work_dir / "cache", corpus)
     finally:
         if not args.keep:
             shutil.rmtree(args.work_dir, ignore_errors=True)
     print("\n".join(output.strip().splitlines()[-8:]))
     print(f"bertlab-prepare on {megabytes:.0f} MB of generated text")
-    print(f"  wall time {seconds:.1f} s: {megabytes / seconds:.2f} MB/s")
+    print(
+        f"  wall time {seconds:.1f} s: {megabytes / seconds:.2f} MB/s = "
+        f"{megabytes / seconds / limit:.1%} of the tokenizer alone ({limit:.2f} MB/s)"
+    )
     print(f"  peak memory, process tree (sampled): {peak_tree / 2**30:.2f} GiB")
     print(f"  peak memory, largest single process: {peak_single / 2**30:.2f} GiB   ({load()})")
 

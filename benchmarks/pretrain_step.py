@@ -2,34 +2,48 @@
 
 Both sides: the same architecture (conf/model/<name>.yaml), vocabulary 30522 (that of
 bert-base-uncased, what Hugging Face users train with), batch 32 of full 128-token
-sequence pairs, 15% masking (19 positions per sequence, BERT's
-max_predictions_per_seq 20), MLM + NSP loss, fused AdamW (torch's CPU kernel; the
-transformers Trainer's default optimizer too) with weight decay off biases and
-LayerNorms, a linear schedule, dropout on, fp32.
+sequence pairs (equal work: no padding on either side), 15% masking (19 positions per
+sequence, BERT's max_predictions_per_seq 20), MLM + NSP loss, fused AdamW with weight
+decay off biases and LayerNorms, a linear schedule, dropout on. transformers runs with
+SDPA attention and the fused AdamW kernel, its fastest documented settings; fp32 by
+default, `--precision bf16` puts both sides under bf16 autocast (what the transformers
+docs recommend on CPUs with bf16 instructions and on GPUs); `--compile` compiles both.
 
 bertlab's MLM head gathers the masked positions first and runs transform + tied decoder
 on those only; transformers' head runs over all 32 x 128 positions and its loss ignores
-the unmasked ones (labels -100). Both use SDPA attention.
+the unmasked ones (labels -100).
+
+Besides the samples/s and their ratio, each side's useful model FLOP/s is printed as a
+share of the matrix-multiply rate the script measures on the same device, precision and
+thread count (common.matmul_rate; FLOPs counted by common.pretraining_flops, the same
+figure for both sides).
 
     python benchmarks/pretrain_step.py                  # model=tiny and model=mini
     python benchmarks/pretrain_step.py --models mini --repetitions 9
+    python benchmarks/pretrain_step.py --models tiny --steps 1 --repetitions 1   # a smoke run
     python benchmarks/pretrain_step.py --device cuda --precision bf16 --models base \
-        --batch-size 256 --steps 20                     # GPU: also TFLOP/s and MFU
-
-On a GPU the timed repetitions end with a device synchronisation, and each side's model
-FLOPs utilisation is printed against the bf16 (or fp32) matrix-multiply rate measured on
-the same device, as issue 6 asks (target: 45% or more).
+        --batch-size 256 --steps 20
 """
 
 from __future__ import annotations
 
 import argparse
-import time
 from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
-from common import hf_config, interleaved_rates, load, machine, model_settings, report
+from common import (
+    hf_config,
+    interleaved_rates,
+    load,
+    machine,
+    matmul_rate,
+    model_settings,
+    pretraining_flops,
+    print_limit,
+    report,
+    synchronize,
+)
 
 from bertlab.model import BertConfig, BertForPreTraining
 from bertlab.optim import configure_optimizer
@@ -95,17 +109,21 @@ def autocast(device: str, precision: str):
     return torch.autocast(device, dtype=torch.bfloat16, enabled=precision == "bf16")
 
 
-def bertlab_step(settings: dict, batch: dict, device: str, precision: str) -> Callable[[], None]:
+def bertlab_step(
+    settings: dict, batch: dict, device: str, precision: str, compile_backend: str | None = None
+) -> Callable[[], None]:
+    """One training step of bertlab's model; `compile_backend` as `model.compile=true` does."""
     model = BertForPreTraining(BertConfig.from_dict(settings, vocab_size=VOCAB_SIZE))
     model = model.to(device).train()
     built = configure_optimizer(model, optimizer_settings(), total_steps=10_000)
     optimizer, scheduler = built["optimizer"], built["lr_scheduler"]["scheduler"]
+    network = torch.compile(model, backend=compile_backend) if compile_backend else model
     masked_positions = batch["masked_positions"]
     masked_labels = batch["masked_labels"][masked_positions >= 0]
 
     def step() -> None:
         with autocast(device, precision):
-            mlm_logits, nsp_logits = model(
+            mlm_logits, nsp_logits = network(
                 batch["input_ids"],
                 batch["token_type_ids"],
                 batch["attention_mask"],
@@ -123,8 +141,9 @@ def bertlab_step(settings: dict, batch: dict, device: str, precision: str) -> Ca
 
 
 def transformers_step(
-    settings: dict, batch: dict, device: str, precision: str
+    settings: dict, batch: dict, device: str, precision: str, compile_backend: str | None = None
 ) -> Callable[[], None]:
+    """One training step of transformers' BertForPreTraining (SDPA, fused AdamW)."""
     from transformers import BertForPreTraining as HFBertForPreTraining
     from transformers import get_linear_schedule_with_warmup
 
@@ -139,10 +158,11 @@ def transformers_step(
         fused=True,  # as bertlab's config, and the transformers Trainer's default optimizer
     )
     scheduler = get_linear_schedule_with_warmup(optimizer, 600, 10_000)
+    network = torch.compile(model, backend=compile_backend) if compile_backend else model
 
     def step() -> None:
         with autocast(device, precision):
-            output = model(
+            output = network(
                 input_ids=batch["input_ids"],
                 token_type_ids=batch["token_type_ids"],
                 attention_mask=batch["attention_mask"],
@@ -163,44 +183,10 @@ def steps_of(
     def run() -> int:
         for _ in range(steps):
             step()
-        if device.startswith("cuda"):
-            torch.cuda.synchronize()  # kernels are asynchronous: time them to their end
+        synchronize(device)  # kernels are asynchronous: time them to their end
         return steps * batch_size
 
     return run
-
-
-def training_flops_per_sequence(settings: dict, seq_len: int, masked: int) -> float:
-    """Model FLOPs of one training step per sequence (forward + backward = 3 x forward).
-
-    Matrix products only, at 2 FLOPs per multiply-add: per layer and token the Q/K/V/output
-    projections (4 H^2) and the feed-forward (2 H I), the attention scores and weighted sum
-    (2 T H); the MLM head at the masked positions (H^2 transform, H V decoder); the pooler
-    and NSP head are negligible. The same count for both sides (transformers' MLM head over
-    all positions is work the task does not need, so it does not count as useful FLOPs).
-    """
-    hidden, layers = settings["hidden_size"], settings["num_layers"]
-    intermediate = settings["intermediate_size"]
-    per_token = layers * (4 * hidden * hidden + 2 * hidden * intermediate + 2 * seq_len * hidden)
-    head = masked * (hidden * hidden + hidden * VOCAB_SIZE)
-    return 3 * 2 * (seq_len * per_token + head)
-
-
-def matmul_rate(device: str, precision: str, size: int = 8192, repeats: int = 20) -> float:
-    """Measured dense matrix-multiply FLOP/s of this device at this precision (the MFU peak)."""
-    dtype = torch.bfloat16 if precision == "bf16" else torch.float32
-    size = size if device.startswith("cuda") else 1024
-    a, b = (torch.randn(size, size, device=device, dtype=dtype) for _ in range(2))
-    for _ in range(3):
-        a @ b
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-    started = time.perf_counter()
-    for _ in range(repeats):
-        a @ b
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-    return 2 * size**3 * repeats / (time.perf_counter() - started)
 
 
 def main() -> None:
@@ -212,19 +198,23 @@ def main() -> None:
     parser.add_argument("--repetitions", type=int, default=7)
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
     parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
+    parser.add_argument("--compile", action="store_true", help="torch.compile both sides")
     args = parser.parse_args()
     torch.manual_seed(0)
     print(f"machine: {machine()}; {load()}")
     if args.device.startswith("cuda"):
         print(f"device: {torch.cuda.get_device_name(args.device)}")
+    limit = matmul_rate(args.device, args.precision)
+    print_limit(args.device, args.precision, limit)
     batch = masked_batch(args.batch_size, args.seq_len, torch.Generator().manual_seed(0))
     batch = {key: value.to(args.device) for key, value in batch.items()}
     masked = batch["masked_positions"].shape[1]
+    backend = "inductor" if args.compile else None
     for name in args.models:
         settings = model_settings(name)
         sides = {
             side: steps_of(
-                build(settings, batch, args.device, args.precision),
+                build(settings, batch, args.device, args.precision, backend),
                 args.steps,
                 args.batch_size,
                 args.device,
@@ -234,19 +224,14 @@ def main() -> None:
         rates = interleaved_rates(sides, args.repetitions)
         report(
             f"pretraining step, model={name}, batch {args.batch_size}, seq {args.seq_len}, "
-            f"vocab {VOCAB_SIZE}, {args.precision}, {args.device}",
+            f"vocab {VOCAB_SIZE}, {args.precision}, {args.device}"
+            + (", compiled" if args.compile else ""),
             rates,
             baseline="transformers",
             candidate="bertlab",
+            flops_per_sample=pretraining_flops(settings, args.seq_len, masked, VOCAB_SIZE),
+            limit=limit,
         )
-        peak = matmul_rate(args.device, args.precision)
-        flops = training_flops_per_sequence(settings, args.seq_len, masked)
-        for side, rate in rates.items():
-            print(
-                f"  {side:<28} {rate * flops / 1e12:10.2f} model TFLOP/s, "
-                f"MFU {rate * flops / peak:.1%} of the measured {peak / 1e12:.1f} TFLOP/s "
-                f"{args.precision} matmul rate"
-            )
 
 
 if __name__ == "__main__":

@@ -1,0 +1,89 @@
+"""benchmarks/common.py: useful-FLOP counts, the measured matmul rate, transformers' settings."""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
+TINY = {"hidden_size": 128, "num_layers": 2, "intermediate_size": 512}
+
+
+@pytest.fixture
+def common(monkeypatch):
+    monkeypatch.syspath_prepend(str(BENCHMARKS))  # the scripts import it as `common`
+    return importlib.import_module("common")
+
+
+def standard_estimate(settings: dict, tokens: int) -> float:
+    """6 x matrix weights x tokens + 12 L H T^2 (the PaLM / nanoGPT MFU formula)."""
+    hidden, layers = settings["hidden_size"], settings["num_layers"]
+    weights = layers * (4 * hidden * hidden + 2 * hidden * settings["intermediate_size"])
+    return 6 * weights * tokens + 12 * layers * hidden * tokens**2
+
+
+def test_every_row_read_is_the_standard_estimate(common):
+    # SQuAD reads every position: the encoder part is the standard formula, plus the span head.
+    tokens = 384
+    flops = common.question_answering_flops(TINY, tokens)
+    assert flops == pytest.approx(standard_estimate(TINY, tokens) + 6 * tokens * 2 * 128)
+
+
+def test_rows_not_read_by_a_head_are_not_useful_work(common):
+    hidden, intermediate, tokens = 128, 512, 128
+    # Only [CLS]: the last layer's keys and values cover all tokens, the rest one row.
+    unread = tokens - 1
+    saved = 6 * unread * (2 * hidden * hidden + 2 * hidden * intermediate + 2 * hidden * tokens)
+    head = 6 * (hidden * hidden + hidden * 2)
+    assert common.classification_flops(TINY, tokens, num_labels=2) == pytest.approx(
+        standard_estimate(TINY, tokens) - saved + head
+    )
+
+
+def test_pretraining_counts_the_mlm_decoder_at_masked_positions_only(common):
+    vocab, tokens = 30522, 128
+    few = common.pretraining_flops(TINY, tokens, masked=19, vocab_size=vocab)
+    more = common.pretraining_flops(TINY, tokens, masked=20, vocab_size=vocab)
+    # one more masked position: its last-layer row (query, output, feed-forward, attention
+    # over all tokens), its MLM transform and decoder row
+    last_row = 2 * 128 * 128 + 2 * 128 * 512 + 2 * 128 * tokens
+    assert more - few == pytest.approx(6 * (last_row + 128 * 128 + 128 * vocab))
+
+
+def test_padding_is_not_counted_and_arrays_of_short_ints_do_not_overflow(common):
+    lengths = np.array([10, 300], dtype=np.int16)
+    flops = common.classification_flops(TINY, lengths, num_labels=2)
+    assert flops[0] == pytest.approx(common.classification_flops(TINY, 10, 2))
+    assert flops[1] == pytest.approx(common.classification_flops(TINY, 300, 2))
+    assert flops[1] > 0
+
+
+def test_matmul_rate_is_a_positive_flop_rate(common):
+    assert 1e6 < common.matmul_rate("cpu", "fp32", size=128, timings=1) < 1e15
+
+
+def test_transformers_runs_length_grouped_with_fused_adamw(common, tmp_path):
+    from transformers import BertConfig, BertForSequenceClassification, Trainer
+    from transformers.trainer_pt_utils import LengthGroupedSampler
+
+    arguments = common.fast_training_arguments(
+        str(tmp_path), "bf16", "cpu", per_device_train_batch_size=4
+    )
+    assert arguments.optim == "adamw_torch_fused"
+    assert arguments.bf16 and arguments.use_cpu
+    config = BertConfig(
+        vocab_size=50,
+        hidden_size=8,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=16,
+        attn_implementation="sdpa",
+    )
+    dataset = [{"input_ids": list(range(1, 2 + i)), "labels": i % 2} for i in range(16)]
+    trainer = Trainer(
+        model=BertForSequenceClassification(config), args=arguments, train_dataset=dataset
+    )
+    assert isinstance(trainer._get_train_sampler(), LengthGroupedSampler)
