@@ -25,10 +25,14 @@ from conftest import FAST_PRETRAINING, compose_config, write_corpus
 from test_readers import write_custom
 
 from bertlab import pipeline
-from bertlab.callbacks import NonFiniteError, RunInterrupted, training_position
+from bertlab.callbacks.nonfinite import NonFiniteError
+from bertlab.callbacks.resume import training_position
+from bertlab.callbacks.stop import RunInterrupted
 from bertlab.checkpoint import load_checkpoint
 from bertlab.checkpoint_io import AtomicCheckpointIO
 from bertlab.cli.train import train
+from bertlab.runtime.results import ValidationRecorder
+from bertlab.runtime.rundir import RunDir
 from bertlab.tasks.pretrain import PretrainingModule
 
 MAX_STEPS = 20
@@ -328,7 +332,7 @@ def test_kill_mid_write_keeps_the_previous_checkpoint(tmp_path):
 
 def test_runs_write_checkpoints_atomically(make_config, corpus_file):
     cfg = make_config(*FAST_PRETRAINING, f"task.corpus={corpus_file}")
-    trainer = pipeline.build_trainer(cfg, pipeline.ValidationRecorder())
+    trainer = pipeline.build_trainer(cfg, RunDir.of(cfg), ValidationRecorder())
     assert isinstance(trainer.strategy.checkpoint_io, AtomicCheckpointIO)
 
 
