@@ -16,6 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.accelerators import AcceleratorRegistry
 from pytorch_lightning.strategies import StrategyRegistry
 
+from bertlab.errors import ConfigError
 from bertlab.metrics import check_metric_names
 from bertlab.runtime.rundir import RunDir
 
@@ -56,7 +57,7 @@ def _value(cfg: DictConfig, key: str):
 
 
 def _fail(key: str, value, allowed: str) -> None:
-    raise ValueError(f"{key}={value!r}: {allowed}")
+    raise ConfigError(f"{key}={value!r}: {allowed}")
 
 
 def _is_number(value) -> bool:
