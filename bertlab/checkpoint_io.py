@@ -11,16 +11,14 @@ POSIX within a directory); the directory is fsynced so the rename itself survive
 
 from __future__ import annotations
 
-import os
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import torch
 from lightning_fabric.utilities.cloud_io import get_filesystem
 from pytorch_lightning.plugins.io import TorchCheckpointIO
 
-TEMP_MARKER = ".tmp-"
+from bertlab.atomic import write_atomically
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -32,40 +30,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         if storage_options is not None or not _is_local(path):
             super().save_checkpoint(checkpoint, path, storage_options)
             return
-        write_atomically(Path(path), lambda handle: torch.save(checkpoint, handle))
-
-
-def write_atomically(path: Path, write: Callable[[BinaryIO], None]) -> None:
-    """Write `path` through a temporary sibling that replaces it only once complete and on disk."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    _remove_stale_temporaries(path)
-    temporary = path.with_name(f".{path.name}{TEMP_MARKER}{os.getpid()}")
-    try:
-        with open(temporary, "wb") as handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)  # a full disk must not also keep the half-written copy
-        raise
-    _fsync_directory(path.parent)
-
-
-def _remove_stale_temporaries(path: Path) -> None:
-    """Temporaries of `path` left by a process that was killed mid-write (never read by anyone)."""
-    for stale in path.parent.glob(f".{path.name}{TEMP_MARKER}*"):
-        stale.unlink(missing_ok=True)
-
-
-def _fsync_directory(directory: Path) -> None:
-    if os.name != "posix":  # Windows cannot open a directory; its rename is durable enough
-        return
-    descriptor = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
+        write_atomically(path, lambda handle: torch.save(checkpoint, handle))
 
 
 def _is_local(path: str | Path) -> bool:

@@ -1,25 +1,20 @@
-"""The steps of a run, from a composed config to results.json (docs/architecture.md).
+"""The build steps of a run: data module, tokenizer, task module, trainer (docs/architecture.md).
 
-`bertlab-train` and `bertlab-prepare` are a few lines on top of these functions.
+`bertlab-train` and `bertlab-prepare` are a few lines on top of these functions; what a
+run needs from Hydra, W&B and its run directory is in bertlab/runtime/.
 """
 
 from __future__ import annotations
 
-import json
-import logging
-import netrc
-import os
-import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
 
 import pytorch_lightning as pl
 from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
-from pytorch_lightning.utilities import rank_zero_only
 from tokenizers import Tokenizer
 
+from bertlab.callbacks.summary import ParameterSummary
 from bertlab.checkpoint import (
     init_model_config,
     load_pretrained,
@@ -28,10 +23,13 @@ from bertlab.checkpoint import (
 from bertlab.checkpoint_io import AtomicCheckpointIO
 from bertlab.data.base import BertDataModule
 from bertlab.data.cache import cached_dir, fingerprint
+from bertlab.errors import ConfigError
+from bertlab.runtime.loggers import build_loggers
+from bertlab.runtime.quiet import quiet_lightning
+from bertlab.runtime.rundir import RunDir
+from bertlab.runtime.wandb_run import WandbRunId
 from bertlab.tasks.base import BertTaskModule
 from bertlab.tokenizer import TOKENIZER_FILE, load_tokenizer, save_tokenizer, train_wordpiece
-
-log = logging.getLogger(__name__)
 
 # Task keys that describe the task rather than configure its data module.
 TASK_KEYS = ("name", "datamodule", "module", "objective", "objective_mode")
@@ -48,7 +46,7 @@ def build_datamodule(cfg: DictConfig) -> BertDataModule:
     try:
         return datamodule_class(**settings, cache_dir=cfg.cache_dir, seed=cfg.seed)
     except TypeError as error:
-        raise ValueError(f"task {cfg.task.name}: {error} (check the task.* keys)") from None
+        raise ConfigError(f"task {cfg.task.name}: {error} (check the task.* keys)") from None
 
 
 def resolve_tokenizer(cfg: DictConfig, datamodule: BertDataModule) -> Tokenizer:
@@ -97,153 +95,18 @@ def build_module(
 
 
 def build_trainer(
-    cfg: DictConfig, recorder: pl.Callback, overrides: list[str] | None = None
+    cfg: DictConfig, run_dir: RunDir, recorder: pl.Callback, overrides: Sequence[str] = ()
 ) -> pl.Trainer:
-    loggers = build_loggers(cfg, overrides or [])
+    """The Lightning Trainer of `cfg.trainer`, with the run's loggers and callbacks."""
+    quiet_lightning()
     callbacks = [instantiate(section) for section in cfg.callbacks.values() if section is not None]
+    # bertlab's summary replaces Lightning's (whose FLOPs column is always 0), same switch.
+    if cfg.trainer.get("enable_model_summary", True):
+        callbacks.append(ParameterSummary())
     return instantiate(
         cfg.trainer,
-        logger=loggers or False,
-        callbacks=[*callbacks, recorder],
+        logger=build_loggers(cfg, run_dir, overrides) or False,
+        callbacks=[*callbacks, WandbRunId(), recorder],
+        enable_model_summary=False,
         plugins=[AtomicCheckpointIO()],  # a kill mid-save never leaves a truncated last.ckpt
     )
-
-
-def build_loggers(cfg: DictConfig, overrides: list[str]) -> list:
-    """Instantiate `cfg.logger`; each logger is given the whole resolved config as its run config."""
-    loggers = []
-    for section in (cfg.get("logger") or {}).values():
-        settings = to_dict(section)
-        if settings["_target_"].endswith("WandbLogger"):
-            settings = wandb_settings(settings, cfg, overrides)
-        loggers.append(instantiate(settings))
-    resolved = to_dict(cfg)
-    for logger in loggers:
-        logger.log_hyperparams(resolved)
-    return loggers
-
-
-def wandb_settings(settings: dict, cfg: DictConfig, overrides: list[str]) -> dict:
-    """W&B defaults that make sweeps readable and runs unattended.
-
-    Named by the job's overrides, grouped by the multirun it belongs to, offline (no prompt)
-    without credentials unless WANDB_MODE says otherwise, and the same run continued on resume.
-    """
-    settings = dict(settings)
-    if not settings.get("name"):
-        settings["name"] = " ".join(_swept(overrides)) or Path(cfg.run_dir).name
-    if not settings.get("group"):
-        settings["group"] = _sweep_name()
-    if not settings.get("mode"):
-        settings["mode"] = os.environ.get("WANDB_MODE") or (
-            "online" if _wandb_credentials() else "offline"
-        )
-    run_id = _wandb_run_id_to_resume(cfg)
-    if run_id:
-        settings.update(id=run_id, resume="allow")
-    return settings
-
-
-def _swept(overrides: list[str]) -> list[str]:
-    """In a multirun, the overrides that vary between its jobs (what tells runs apart)."""
-    from hydra.core.hydra_config import HydraConfig
-    from hydra.types import RunMode
-
-    if not (HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN):
-        return overrides
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
-    arguments = [arg for arg in sys.argv[1:] if "=" in arg and not arg.startswith("-")]
-    parsed = OverridesParser.create().parse_overrides(arguments)
-    swept = {override.get_key_element() for override in parsed if override.is_sweep_override()}
-    swept |= set(HydraConfig.get().sweeper.get("params") or {})  # Optuna's search space
-    return [o for o in overrides if o.split("=", 1)[0].lstrip("+~") in swept] or overrides
-
-
-def _sweep_name() -> str | None:
-    from hydra.core.hydra_config import HydraConfig
-    from hydra.types import RunMode
-
-    if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
-        return str(Path(HydraConfig.get().sweep.dir))
-    return None
-
-
-def _wandb_credentials() -> bool:
-    if os.environ.get("WANDB_API_KEY"):
-        return True
-    try:
-        return netrc.netrc().authenticators("api.wandb.ai") is not None
-    except (FileNotFoundError, netrc.NetrcParseError):
-        return False
-
-
-def _wandb_run_id_to_resume(cfg: DictConfig) -> str | None:
-    last = Path(cfg.run_dir) / "checkpoints" / "last.ckpt"
-    if not cfg.resume or not last.exists():
-        return None
-    from bertlab.checkpoint import load_checkpoint
-
-    return load_checkpoint(last).get("wandb_run_id")
-
-
-class ValidationRecorder(pl.Callback):
-    """Keeps the metrics of the latest validation, so the final ones need no extra pass."""
-
-    def __init__(self):
-        self.metrics: dict[str, float] = {}
-        self.step = -1
-
-    def on_validation_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
-        if trainer.sanity_checking:
-            return
-        self.step = trainer.global_step
-        self.metrics = {
-            name: float(value)
-            for name, value in trainer.callback_metrics.items()
-            if "/" in name and not name.startswith("train/") and value.numel() == 1
-        }
-
-
-def final_metrics(
-    trainer: pl.Trainer, module, datamodule, recorder: ValidationRecorder
-) -> dict[str, float]:
-    if recorder.step != trainer.global_step:  # weights changed since the last validation
-        trainer.validate(module, datamodule=datamodule, verbose=False)
-    return {**recorder.metrics, **datamodule.baseline_metrics()}
-
-
-def resume_checkpoint(cfg: DictConfig) -> str | None:
-    if not cfg.resume:
-        return None
-    last = Path(cfg.run_dir) / "checkpoints" / "last.ckpt"
-    if not last.exists():
-        raise FileNotFoundError(
-            f"resume=true but {last} does not exist; set hydra.run.dir to the run dir to continue"
-        )
-    return str(last)
-
-
-@rank_zero_only
-def write_results(
-    cfg: DictConfig, trainer: pl.Trainer, metrics: dict, started: float, overrides: list[str]
-) -> dict:
-    checkpoint = next((c for c in trainer.checkpoint_callbacks), None)
-    results = {
-        "task": cfg.task.name,
-        "metrics": metrics,
-        "best_checkpoint": getattr(checkpoint, "best_model_path", "") or "",
-        "last_checkpoint": getattr(checkpoint, "last_model_path", "") or "",
-        "steps": trainer.global_step,
-        "wall_seconds": round(time.time() - started, 2),
-        "overrides": overrides,
-    }
-    path = Path(cfg.run_dir) / "results.json"
-    path.write_text(json.dumps(results, indent=2) + "\n")
-    log.info("results: %s", path)
-    return results
-
-
-@rank_zero_only
-def save_run_tokenizer(cfg: DictConfig, tokenizer: Tokenizer) -> None:
-    save_tokenizer(tokenizer, Path(cfg.run_dir) / "checkpoints")

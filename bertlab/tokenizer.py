@@ -23,6 +23,8 @@ from tokenizers import (
     trainers,
 )
 
+from bertlab.atomic import write_text_atomically
+
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 TOKENIZER_FILE = "tokenizer.json"
 VOCAB_FILE = "vocab.txt"
@@ -149,10 +151,7 @@ def _read_vocab(path: Path) -> dict[str, int]:
 def save_tokenizer(tokenizer: Tokenizer, directory: str | Path) -> Path:
     """Write `tokenizer.json` and `vocab.txt` (ids in order) into `directory`."""
     directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    tokenizer.save(str(directory / TOKENIZER_FILE))
+    write_text_atomically(directory / TOKENIZER_FILE, tokenizer.to_str(pretty=True))
     vocab = sorted(tokenizer.get_vocab(with_added_tokens=True).items(), key=lambda item: item[1])
-    (directory / VOCAB_FILE).write_text(
-        "".join(token + "\n" for token, _ in vocab), encoding="utf-8"
-    )
+    write_text_atomically(directory / VOCAB_FILE, "".join(token + "\n" for token, _ in vocab))
     return directory

@@ -13,12 +13,22 @@ from pathlib import Path
 
 import torch
 from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.accelerators import AcceleratorRegistry
+from pytorch_lightning.strategies import StrategyRegistry
 
 from bertlab.errors import ConfigError
 from bertlab.metrics import check_metric_names
+from bertlab.runtime.rundir import RunDir
 
 SPECIAL_TOKENS_WITH_QUESTION = 3  # [CLS] question [SEP] context [SEP]
 NONFINITE_ACTIONS = ("stop", "skip")
+# What Lightning 2.x accepts for Trainer(precision=...): the names, then the short aliases.
+PRECISIONS = ("32-true", "bf16-mixed", "16-mixed", "bf16-true", "16-true", "64-true")
+PRECISION_ALIASES = (32, 16, 64, "32", "16", "64", "bf16")
+DEVICES_ALLOWED = (
+    "must be an integer >= 1, -1 (every device), auto, or device indices "
+    "(a list such as [0,1], or a string such as '0,1')"
+)
 
 
 def validate_config(cfg: DictConfig) -> None:
@@ -32,6 +42,7 @@ def validate_config(cfg: DictConfig) -> None:
         _check_metrics,
         _check_training_length,
         _check_callbacks,
+        _check_trainer,
         _check_init,
         _check_resume,
     ):
@@ -195,6 +206,102 @@ def _check_callbacks(cfg: DictConfig) -> None:
     )
 
 
+def _check_trainer(cfg: DictConfig) -> None:
+    """Lightning's own settings, checked here so that a typo fails before the data is prepared."""
+    _require(
+        cfg,
+        "trainer.precision",
+        lambda v: v in PRECISIONS or v in PRECISION_ALIASES,
+        f"allowed values are {', '.join(PRECISIONS)} (or the short forms 32, 16, 64, bf16)",
+    )
+    _require(cfg, "trainer.devices", _is_devices, DEVICES_ALLOWED)
+    strategy = _value(cfg, "trainer.strategy")
+    if isinstance(strategy, str) and strategy not in ("auto", *StrategyRegistry):
+        _fail(
+            "trainer.strategy", strategy, f"allowed names are auto, {', '.join(StrategyRegistry)}"
+        )
+    accelerator = _value(cfg, "trainer.accelerator")
+    if isinstance(accelerator, str):
+        _check_accelerator(cfg, accelerator)
+
+
+def _is_devices(value) -> bool:
+    if value == "auto" or (_is_int(value) and (value >= 1 or value == -1)):
+        return True
+    if isinstance(value, str):
+        parts = [part.strip() for part in value.split(",") if part.strip()]
+        return value.strip() == "-1" or (bool(parts) and all(part.isdigit() for part in parts))
+    if OmegaConf.is_list(value):
+        return len(value) > 0 and all(_is_int(v) and v >= 0 for v in value)
+    return False
+
+
+def _check_accelerator(cfg: DictConfig, accelerator: str) -> None:
+    """A known name, present on this machine, with devices and precision it can run."""
+    names = ("auto", "gpu", *sorted(AcceleratorRegistry.available_accelerators()))
+    if accelerator not in names:
+        _fail("trainer.accelerator", accelerator, f"allowed values are {', '.join(names)}")
+    device = _device_kind(accelerator)
+    if device is None:
+        _fail(
+            "trainer.accelerator",
+            accelerator,
+            f"this machine has no {accelerator.upper()} that torch can use; "
+            "choose trainer=cpu (or trainer.accelerator=cpu)",
+        )
+    if device == "cpu":
+        _check_cpu_settings(cfg)
+    else:
+        _check_device_count(cfg, device)
+
+
+def _device_kind(accelerator: str) -> str | None:
+    """What Lightning will run on: `gpu` is CUDA, else Apple's MPS; None when absent here."""
+    if accelerator == "auto":
+        return _gpu_kind() or "cpu"
+    if accelerator == "gpu":
+        return _gpu_kind()
+    return accelerator if AcceleratorRegistry[accelerator]["accelerator"].is_available() else None
+
+
+def _gpu_kind() -> str | None:
+    if torch.cuda.is_available():
+        return "cuda"
+    return "mps" if torch.backends.mps.is_available() else None
+
+
+def _check_cpu_settings(cfg: DictConfig) -> None:
+    devices = _value(cfg, "trainer.devices")
+    if devices is not None and devices != "auto" and not _int_at_least(1)(_as_number(devices)):
+        _fail("trainer.devices", devices, "on a CPU, the number of processes: an integer >= 1")
+    precision = _value(cfg, "trainer.precision")
+    if precision in ("16-mixed", 16, "16"):
+        _fail(
+            "trainer.precision",
+            precision,
+            "fp16 mixed precision needs a GPU; on a CPU use bf16-mixed or 32-true",
+        )
+
+
+def _check_device_count(cfg: DictConfig, device: str) -> None:
+    """`devices=N` needs N devices, `devices=[0, 3]` (or '0,3') needs device 3."""
+    devices = _value(cfg, "trainer.devices")
+    if isinstance(devices, str) and "," in devices:
+        needed = max(int(part) for part in devices.split(",") if part.strip()) + 1
+    elif OmegaConf.is_list(devices):
+        needed = max(devices) + 1
+    else:
+        needed = _as_number(devices)
+    available = AcceleratorRegistry[device]["accelerator"].auto_device_count()
+    if _is_int(needed) and needed > available:
+        _fail("trainer.devices", devices, f"this machine has {available} {device} device(s)")
+
+
+def _as_number(value):
+    """`devices` may be a number written as a string ("2")."""
+    return int(value) if isinstance(value, str) and value.strip().lstrip("-").isdigit() else value
+
+
 def _check_init(cfg: DictConfig) -> None:
     """model.init must exist; a classification checkpoint's labels must match task.labels."""
     init = _value(cfg, "model.init")
@@ -228,7 +335,7 @@ def _checkpoint_hyperparameters(path: Path) -> dict:
 def _check_resume(cfg: DictConfig) -> None:
     if not _value(cfg, "resume"):
         return
-    last = Path(str(_value(cfg, "run_dir"))) / "checkpoints" / "last.ckpt"
+    last = RunDir(Path(str(_value(cfg, "run_dir")))).last_checkpoint
     if not last.exists():  # the same error the pipeline raises, only before the data is built
         raise FileNotFoundError(
             f"resume=true but {last} does not exist; set hydra.run.dir to the run dir to continue"

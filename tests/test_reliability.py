@@ -12,6 +12,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -25,10 +26,16 @@ from conftest import FAST_PRETRAINING, compose_config, write_corpus
 from test_readers import write_custom
 
 from bertlab import pipeline
-from bertlab.callbacks import NonFiniteError, RunInterrupted, training_position
+from bertlab.atomic import write_text_atomically
+from bertlab.callbacks.nonfinite import NonFiniteError
+from bertlab.callbacks.resume import training_position
+from bertlab.callbacks.stop import RunInterrupted
 from bertlab.checkpoint import load_checkpoint
 from bertlab.checkpoint_io import AtomicCheckpointIO
 from bertlab.cli.train import train
+from bertlab.errors import ConfigError
+from bertlab.runtime.results import ValidationRecorder
+from bertlab.runtime.rundir import RunDir, claimed
 from bertlab.tasks.pretrain import PretrainingModule
 
 MAX_STEPS = 20
@@ -328,8 +335,171 @@ def test_kill_mid_write_keeps_the_previous_checkpoint(tmp_path):
 
 def test_runs_write_checkpoints_atomically(make_config, corpus_file):
     cfg = make_config(*FAST_PRETRAINING, f"task.corpus={corpus_file}")
-    trainer = pipeline.build_trainer(cfg, pipeline.ValidationRecorder())
+    trainer = pipeline.build_trainer(cfg, RunDir.of(cfg), ValidationRecorder())
     assert isinstance(trainer.strategy.checkpoint_io, AtomicCheckpointIO)
+
+
+# ---- runs and files: one run per run dir, no writes through symlinks (issue 15) ---------------
+
+HOLD_RUN_DIR = """
+import sys
+from pathlib import Path
+from bertlab.runtime.rundir import RunDir, claimed
+with claimed(RunDir(Path(sys.argv[1])), resume=False):
+    print("held", flush=True)
+    sys.stdin.read()  # until killed
+"""
+
+
+def hold_run_dir(run_dir: Path) -> subprocess.Popen:
+    """Another process that owns run_dir as a running bertlab-train would."""
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_RUN_DIR, str(run_dir)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert holder.stdout.readline().strip() == "held"
+    return holder
+
+
+def test_a_second_run_in_a_busy_run_dir_is_refused_and_a_killed_run_leaves_no_lock(tmp_path):
+    run_dir = tmp_path / "run"
+    holder = hold_run_dir(run_dir)
+    try:
+        refused = subprocess.run(
+            [sys.executable, "-m", "bertlab.cli.train", f"hydra.run.dir={run_dir}"],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert refused.returncode == 2, refused.stderr[-2000:]
+        assert refused.stderr.strip().splitlines()[-1] == (
+            f"error: hydra.run.dir={run_dir}: another run is using this directory (it holds "
+            f"{run_dir / '.lock'}); wait for it to end, or choose another hydra.run.dir"
+        )
+    finally:
+        holder.kill()  # SIGKILL: no chance to clean up
+        holder.wait()
+    with claimed(RunDir(run_dir), resume=False):  # the kernel released the dead run's lock
+        pass
+
+
+def test_a_fresh_run_in_a_finished_run_dir_starts_clean(workspace, reference_run):
+    """Nothing of the earlier run may pass for the new one's, even when the new one fails."""
+    name = "reused"
+    shutil.copytree(reference_run, workspace / name)
+    outside = workspace / "outside.json"
+    outside.write_text("keep me")
+    (workspace / name / "checkpoints" / "best.ckpt").unlink(missing_ok=True)
+    (workspace / name / "checkpoints" / "best.ckpt").symlink_to(outside)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        run(
+            workspace,
+            name,
+            "+callbacks.crash._target_=test_reliability.CrashAtStep",
+            "+callbacks.crash.step=0",
+        )
+    left = sorted(p.name for p in (workspace / name / "checkpoints").iterdir())
+    assert left == ["tokenizer.json", "vocab.txt"]  # this run's, written before it crashed
+    assert not (workspace / name / "results.json").exists()
+    assert outside.read_text() == "keep me"  # a link is removed, never followed
+
+
+def plant_links(run_dir: Path, outside: Path) -> dict[Path, Path]:
+    """results.json, tokenizer.json and vocab.txt as symlinks to files outside the run dir."""
+    links = {}
+    for relative in ("results.json", "checkpoints/tokenizer.json", "checkpoints/vocab.txt"):
+        target = outside / relative.replace("/", "-")
+        target.write_text("not yours")
+        link = run_dir / relative
+        link.unlink(missing_ok=True)
+        link.symlink_to(target)
+        links[link] = target
+    return links
+
+
+def test_writes_replace_planted_symlinks_instead_of_following_them(workspace, reference_run):
+    name = "planted"
+    shutil.copytree(reference_run, workspace / name)
+    outside = workspace / "outside"
+    outside.mkdir()
+    links = plant_links(workspace / name, outside)
+
+    run(workspace, name, "resume=true")  # a finished run: validates, writes its files again
+
+    for link, target in links.items():
+        assert target.read_text() == "not yours", target
+        assert link.is_file() and not link.is_symlink(), link
+    results = json.loads((workspace / name / "results.json").read_text())
+    assert results["steps"] == MAX_STEPS
+    assert "[CLS]" in (workspace / name / "checkpoints" / "vocab.txt").read_text()
+
+
+def test_atomic_text_write_replaces_a_link_and_ignores_a_planted_temporary(tmp_path):
+    target, link = tmp_path / "target.txt", tmp_path / "out" / "results.json"
+    target.write_text("outside")
+    link.parent.mkdir()
+    link.symlink_to(target)
+    # A link planted where the temporary will go: the stale-temporary sweep removes it,
+    # and O_EXCL | O_NOFOLLOW would refuse to write through it anyway.
+    (link.parent / f".results.json.tmp-{os.getpid()}").symlink_to(target)
+    write_text_atomically(link, "inside")
+    assert link.read_text() == "inside" and not link.is_symlink()
+    assert target.read_text() == "outside"
+    assert sorted(p.name for p in link.parent.iterdir()) == ["results.json"]
+
+
+# ---- Lightning's settings, checked with the rest of the config (issue 15) --------------------
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["trainer.precision=17"], "trainer.precision=17: allowed values are 32-true, bf16-mixed"),
+        (["trainer.devices=abc"], "trainer.devices='abc': must be an integer >= 1, -1"),
+        (["trainer.devices=0"], "trainer.devices=0: must be an integer >= 1, -1"),
+        (["trainer.accelerator=gpu"], "trainer.accelerator='gpu': this machine has no GPU"),
+        (["trainer=gpu"], "trainer.accelerator='gpu': this machine has no GPU"),
+        (["trainer.accelerator=abacus"], "trainer.accelerator='abacus': allowed values are auto"),
+        (["+trainer.strategy=ddq"], "trainer.strategy='ddq': allowed names are auto, ddp"),
+        (
+            ["trainer.precision=16-mixed"],
+            "trainer.precision='16-mixed': fp16 mixed precision needs a GPU",
+        ),
+        (["trainer.devices=-1"], "trainer.devices=-1: on a CPU, the number of processes"),
+    ],
+)
+def test_lightning_settings_are_refused_before_any_data_is_read(
+    tmp_path, monkeypatch, overrides, message
+):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # as on a CPU-only machine
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    missing = tmp_path / "no-such-corpus.txt"  # reading data first would fail on this instead
+    cfg = compose_config([f"task.corpus={missing}", *overrides], tmp_path / "run", tmp_path)
+    with pytest.raises(ConfigError) as refused:
+        train(cfg)
+    assert str(refused.value).startswith(message)
+    assert "\n" not in str(refused.value)
+    assert not (tmp_path / "run").exists()  # refused before the run dir was even claimed
+
+
+def test_gpu_trainer_on_a_cpu_machine_is_one_line_and_exit_2(tmp_path):
+    environment = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
+    refused = subprocess.run(
+        [sys.executable, "-m", "bertlab.cli.train", "trainer=gpu", f"hydra.run.dir={tmp_path}"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=environment,
+    )
+    if "mps" in refused.stderr:
+        pytest.skip("an Apple GPU counts as a GPU")
+    assert refused.returncode == 2
+    assert refused.stderr.strip().splitlines() == [
+        "error: trainer.accelerator='gpu': this machine has no GPU that torch can use; "
+        "choose trainer=cpu (or trainer.accelerator=cpu)"
+    ]
 
 
 # ---- the command line, with signals from outside (slow) -------------------------------------

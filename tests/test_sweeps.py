@@ -13,7 +13,8 @@ import yaml
 from hydra import compose, initialize_config_dir
 from hydra.core.override_parser.overrides_parser import OverridesParser
 
-from bertlab.sweeps import SweepSpecError, load_wandb_sweep, main, validate_wandb_sweep
+from bertlab.errors import ConfigError
+from bertlab.runtime.wandb_sweeps import load_wandb_sweep, main, validate_wandb_sweep
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 WANDB_SWEEPS = sorted((CONF_DIR / "wandb_sweeps").glob("*.yaml"))
@@ -74,7 +75,7 @@ def test_value_with_spaces_is_rejected_naming_file_and_key() -> None:
     spec = good_spec()
     spec["parameters"]["task.text_column"] = {"values": ["sentence", "first sentence"]}
 
-    with pytest.raises(SweepSpecError) as error:
+    with pytest.raises(ConfigError) as error:
         validate_wandb_sweep(spec, source="conf/wandb_sweeps/x.yaml")
 
     message = str(error.value)
@@ -98,7 +99,7 @@ def test_value_with_spaces_is_rejected_naming_file_and_key() -> None:
 def test_values_hydra_would_misread_are_rejected(parameter: dict, expected: str) -> None:
     spec = good_spec()
     spec["parameters"]["optimizer.lr"] = parameter
-    with pytest.raises(SweepSpecError, match=expected):
+    with pytest.raises(ConfigError, match=expected):
         validate_wandb_sweep(spec)
 
 
@@ -106,7 +107,7 @@ def test_command_without_args_no_hyphens_is_rejected() -> None:
     spec = good_spec()
     spec["command"] = ["${env}", "bertlab-train", "${args}"]
     with pytest.raises(
-        SweepSpecError, match=r"command: must run bertlab-train with \$\{args_no_hyphens\}"
+        ConfigError, match=r"command: must run bertlab-train with \$\{args_no_hyphens\}"
     ):
         validate_wandb_sweep(spec)
 
@@ -249,7 +250,7 @@ import json, os, sys
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from lightning_fabric.strategies.launchers.subprocess_script import _hydra_subprocess_cmd
-from bertlab.sweeps import ddp_relaunch_of_this_job
+from bertlab.runtime.ddp import ddp_relaunch_of_this_job
 
 @hydra.main(config_path={conf!r}, config_name="train", version_base="1.3")
 def train(cfg) -> float:
@@ -271,7 +272,7 @@ import hydra
 import pytorch_lightning as pl
 from pytorch_lightning.demos.boring_classes import BoringModel
 from hydra.core.hydra_config import HydraConfig
-from bertlab.sweeps import ddp_relaunch_of_this_job
+from bertlab.runtime.ddp import ddp_relaunch_of_this_job
 
 @hydra.main(config_path={conf!r}, config_name="train", version_base="1.3")
 def train(cfg) -> float:

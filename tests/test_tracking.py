@@ -7,7 +7,8 @@ import torch
 from conftest import FAST_PRETRAINING
 
 from bertlab.cli.train import train
-from bertlab.pipeline import build_loggers
+from bertlab.runtime.loggers import build_loggers
+from bertlab.runtime.rundir import RunDir
 
 
 def test_wandb_offline_without_credentials_logs_the_resolved_config(
@@ -42,7 +43,7 @@ def test_wandb_run_config_is_the_resolved_config_and_run_is_named_by_overrides(
     monkeypatch.setenv("WANDB_SILENT", "true")
     cfg = make_config("logger=wandb", "optimizer.lr=3e-4")
     (tmp_path / "run").mkdir()
-    [logger] = build_loggers(cfg, ["logger=wandb", "optimizer.lr=3e-4"])
+    [logger] = build_loggers(cfg, RunDir.of(cfg), ["logger=wandb", "optimizer.lr=3e-4"])
     try:
         config = dict(logger.experiment.config)
         assert config["optimizer"]["lr"] == 3e-4

@@ -172,3 +172,38 @@ def test_missing_corpus_is_a_one_line_error(tmp_path):
         run.stderr.strip().splitlines()[-1]
         == f"error: {tmp_path}/nothing*.txt: task.corpus matches no file"
     )
+
+
+# What Lightning and torch printed on every run though the user can do nothing about it
+# (bertlab/runtime/quiet.py, bertlab/callbacks/summary.py).
+LIBRARY_NOISE = (
+    "litlogger",  # Lightning's tip advertising its cloud logger
+    "exists and is not empty",  # ModelCheckpoint, about the tokenizer files in checkpoints/
+    "LeafSpec",  # a torch deprecation inside Lightning's _pytree
+    "FLOPs",  # the model summary's FLOPs column, always 0
+    "Flops",
+)
+
+
+def test_a_run_prints_no_library_noise(corpus_file, tmp_path):
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bertlab.cli.train",
+            f"task.corpus={corpus_file}",
+            f"cache_dir={tmp_path / 'cache'}",
+            *FAST_PRETRAINING,
+            "trainer.max_steps=3",
+            "trainer.enable_model_summary=true",
+            f"hydra.run.dir={tmp_path / 'run'}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stderr
+    output = run.stdout + run.stderr
+    assert "Parameters" in output and "BertForPreTraining" in output  # the summary is there
+    assert [noise for noise in LIBRARY_NOISE if noise in output] == []
+    assert (tmp_path / "run" / "checkpoints" / "tokenizer.json").exists()

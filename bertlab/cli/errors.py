@@ -7,9 +7,10 @@ import logging
 import os
 import sys
 
-from bertlab.callbacks import NonFiniteError
+from bertlab.callbacks.nonfinite import NonFiniteError
 from bertlab.checkpoint import UnsafeCheckpointError
 from bertlab.errors import UserError
+from bertlab.runtime.hydra import in_multirun
 
 # TRANSITION (issue 12): ValueError/FileNotFoundError go once every module raises UserError.
 USER_ERRORS = (UserError, ValueError, FileNotFoundError, UnsafeCheckpointError, NonFiniteError)
@@ -32,15 +33,8 @@ def exit_on_user_errors(function):
                 raise
             logging.getLogger("bertlab").debug("user error", exc_info=True)
             print(f"error: {error}", file=sys.stderr)
-            if _in_multirun():
+            if in_multirun():
                 raise
             sys.exit(EXIT_USER_ERROR)
 
     return wrapper
-
-
-def _in_multirun() -> bool:
-    from hydra.core.hydra_config import HydraConfig
-    from hydra.types import RunMode
-
-    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN

@@ -68,9 +68,6 @@ class BertTaskModule(pl.LightningModule):
         checkpoint["module_class"] = type(self).__name__
         if self.tokenizer_json is not None:
             checkpoint["tokenizer"] = self.tokenizer_json
-        for logger in self.loggers:  # so that resume=true continues the same W&B run
-            if type(logger).__name__ == "WandbLogger":
-                checkpoint["wandb_run_id"] = logger.version
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         self.tokenizer_json = checkpoint.get("tokenizer", self.tokenizer_json)

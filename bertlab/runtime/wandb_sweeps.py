@@ -1,6 +1,4 @@
-"""Sweeps: checks for W&B sweep specs, and DDP inside a Hydra multirun.
-
-W&B sweep specs (`conf/wandb_sweeps/*.yaml`) are checked before `wandb sweep` uploads them.
+"""W&B sweep specs (`conf/wandb_sweeps/*.yaml`), checked before `wandb sweep` uploads them.
 
 `wandb agent` starts each trial with the spec's `command`; `${args_no_hyphens}` becomes one
 argument `key=value` per parameter, the value formatted by Python's `str`, never quoted.
@@ -9,32 +7,25 @@ a value with whitespace (Hydra strips it at the ends, and it breaks run names an
 paths), a comma (Hydra reads a sweep), or `None` (it arrives as the string "None") would
 silently train something else, or fail only when the agent runs it. Check a spec with
 
-    python -m bertlab.sweeps conf/wandb_sweeps/glue_lr.yaml
+    python -m bertlab.runtime.wandb_sweeps conf/wandb_sweeps/glue_lr.yaml
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
 import sys
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import yaml
-from hydra.core.hydra_config import HydraConfig
-from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import HydraException
-from hydra.types import RunMode
-from omegaconf import DictConfig, open_dict, read_write
+
+from bertlab.errors import ConfigError
+from bertlab.runtime.hydra import parse_override
 
 ARGS_MACRO = "${args_no_hyphens}"
 GOALS = ("maximize", "minimize")
 METHODS = ("grid", "random", "bayes")
-
-
-class SweepSpecError(ValueError):
-    """A W&B sweep spec that `bertlab-train` could not run as written; the message lists every problem."""
 
 
 def agent_argument(key: str, value: Any) -> str:
@@ -56,7 +47,7 @@ def value_problem(key: str, value: Any) -> str | None:
             "Use a value without spaces (e.g. underscores, or a config file selected by name)"
         )
     try:
-        override = OverridesParser.create().parse_override(argument)
+        override = parse_override(argument)
     except HydraException as error:
         return f"Hydra cannot parse '{argument}': {error}"
     if override.is_sweep_override():
@@ -117,19 +108,19 @@ def spec_problems(spec: Any) -> list[str]:
 
 
 def validate_wandb_sweep(spec: Any, source: str = "sweep spec") -> None:
-    """Raise SweepSpecError listing every problem, each prefixed with `source`."""
+    """Raise ConfigError listing every problem, each prefixed with `source`."""
     problems = spec_problems(spec)
     if problems:
-        raise SweepSpecError("\n".join(f"{source}: {problem}" for problem in problems))
+        raise ConfigError("\n".join(f"{source}: {problem}" for problem in problems))
 
 
 def load_wandb_sweep(path: str | Path) -> dict:
-    """Read and check a W&B sweep spec file; SweepSpecError names the file and the key."""
+    """Read and check a W&B sweep spec file; ConfigError names the file and the key."""
     path = Path(path)
     try:
         spec = yaml.safe_load(path.read_text())
     except yaml.YAMLError as error:
-        raise SweepSpecError(f"{path}: not valid YAML: {error}") from error
+        raise ConfigError(f"{path}: not valid YAML: {error}") from error
     validate_wandb_sweep(spec, source=str(path))
     return spec
 
@@ -138,14 +129,17 @@ def main(argv: list[str] | None = None) -> int:
     """Check spec files; exit 2 with one line per problem if any is wrong."""
     paths = sys.argv[1:] if argv is None else argv
     if not paths:
-        print("usage: python -m bertlab.sweeps SPEC.yaml [SPEC.yaml ...]", file=sys.stderr)
+        print(
+            "usage: python -m bertlab.runtime.wandb_sweeps SPEC.yaml [SPEC.yaml ...]",
+            file=sys.stderr,
+        )
         return 2
     failed = False
     for path in paths:
         try:
             load_wandb_sweep(path)
             print(f"{path}: ok")
-        except (SweepSpecError, OSError) as error:
+        except (ConfigError, OSError) as error:
             print(error, file=sys.stderr)
             failed = True
     return 2 if failed else 0
@@ -153,60 +147,3 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main())
-
-
-# ---------------------------------------------------------------- DDP inside a Hydra multirun
-
-# Set by Lightning's DDP launcher in the launching process; left over, they make the next job
-# of the sweep believe its ranks were started externally, and it waits for them forever.
-DDP_ENVIRONMENT = ("MASTER_ADDR", "MASTER_PORT", "NODE_RANK", "LOCAL_RANK", "WORLD_SIZE")
-
-
-@contextlib.contextmanager
-def ddp_relaunch_of_this_job() -> Iterator[None]:
-    """Within a Hydra multirun job, make Lightning's DDP launcher start the other ranks of this job only.
-
-    Lightning starts ranks 1..N-1 by re-running the command line plus `hydra.run.dir=<run.dir>`.
-    In a multirun that command line is the whole sweep (`-m`, comma lists, an Optuna search),
-    so every rank would run its own sweep, pairing with rank 0 only while both happen to
-    draw the same jobs in the same order. Inside this context the command line is this job's
-    own overrides and run.dir is this job's directory. On exit the launcher's environment is
-    restored so the next job starts its own ranks. Outside a multirun it does nothing.
-    """
-    if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
-        yield
-        return
-    hydra_config = HydraConfig.get()
-    saved_argv, saved_run_dir = sys.argv, hydra_config.run.dir
-    saved_environment = {name: os.environ.get(name) for name in DDP_ENVIRONMENT}
-    sys.argv = [sys.argv[0], *hydra_config.overrides.task]
-    _set_run_dir(hydra_config, hydra_config.runtime.output_dir)
-    try:
-        yield
-    finally:
-        sys.argv = saved_argv
-        _set_run_dir(hydra_config, saved_run_dir)
-        _restore_environment(saved_environment)
-        _destroy_process_group()
-
-
-def _restore_environment(saved: dict[str, str | None]) -> None:
-    for name, value in saved.items():
-        if value is None:
-            os.environ.pop(name, None)
-        else:
-            os.environ[name] = value
-
-
-def _destroy_process_group() -> None:
-    # The next job's ranks form a new group; torch refuses to initialise the default one twice.
-    import torch.distributed
-
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        torch.distributed.destroy_process_group()
-
-
-def _set_run_dir(hydra_config: DictConfig, run_dir: str) -> None:
-    # HydraConfig is read-only by design; this is the one value Lightning reads from it.
-    with read_write(hydra_config), open_dict(hydra_config):
-        hydra_config.run.dir = run_dir

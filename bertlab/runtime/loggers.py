@@ -1,7 +1,10 @@
-"""A CSV logger that continues `metrics.csv` when a run resumes.
+"""The run's loggers, from the `logger` config group; a CSV logger that continues on resume.
 
-Lightning's `CSVLogger` deletes an existing `metrics.csv` when it opens its directory, so
-`resume=true` would lose every row logged before the interruption. With `append=True`
+Every logger is given the whole resolved config as its run config; the W&B logger gets
+the defaults of bertlab/runtime/wandb_run.py.
+
+`AppendingCSVLogger`: Lightning's `CSVLogger` deletes an existing `metrics.csv` when it
+opens its directory, so `resume=true` would lose every row logged before the interruption. With `append=True`
 (the config sets it to `${resume}`) the file is kept and new rows go below the old ones;
 a column that appears only after the resume rewrites the header, as Lightning does.
 Rows logged between the last checkpoint and the interruption stay in the file, so a
@@ -11,10 +14,30 @@ step can appear twice; the later row is the one the resumed run computed.
 from __future__ import annotations
 
 import csv
+from collections.abc import Sequence
 
-from pytorch_lightning.loggers import CSVLogger
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.loggers import CSVLogger, Logger
 from pytorch_lightning.loggers.csv_logs import ExperimentWriter
 from pytorch_lightning.loggers.logger import rank_zero_experiment
+
+from bertlab.runtime.rundir import RunDir
+from bertlab.runtime.wandb_run import is_wandb_logger, wandb_settings
+
+
+def build_loggers(cfg: DictConfig, run_dir: RunDir, overrides: Sequence[str]) -> list[Logger]:
+    """Instantiate `cfg.logger`; each logger is given the whole resolved config as its run config."""
+    loggers = []
+    for section in (cfg.get("logger") or {}).values():
+        settings = OmegaConf.to_container(section, resolve=True)
+        if is_wandb_logger(settings):
+            settings = wandb_settings(settings, run_dir, cfg.resume, overrides)
+        loggers.append(instantiate(settings))
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    for logger in loggers:
+        logger.log_hyperparams(resolved)
+    return loggers
 
 
 class AppendingCSVLogger(CSVLogger):
