@@ -237,6 +237,7 @@ def write_results(
         "steps": trainer.global_step,
         "wall_seconds": round(time.time() - started, 2),
         "overrides": overrides,
+        "data": trainer.datamodule.data_report(),  # rows each split's read skipped or dropped
     }
     path = Path(cfg.run_dir) / "results.json"
     path.write_text(json.dumps(results, indent=2) + "\n")

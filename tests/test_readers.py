@@ -17,7 +17,6 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from bertlab.data.classification import ClassificationDataModule
-from bertlab.errors import DataError
 from bertlab.data.readers import (
     TableLayout,
     infer_label_names,
@@ -25,6 +24,7 @@ from bertlab.data.readers import (
     read_examples,
     regression_targets,
 )
+from bertlab.errors import DataError
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 
@@ -478,7 +478,7 @@ def test_csv_record_spanning_lines_reports_its_first_line(tmp_path: Path) -> Non
     path = tmp_path / "train.csv"
     path.write_text('text,label\n"two\nlines",a\nok,b,extra\n')
     with pytest.raises(DataError, match=r"train.csv:4: expected 2"):
-        read_examples(path, TableLayout())
+        read_examples(path, TableLayout(multiline_fields=True))
 
 
 # ---- bad data names the file and the line ----------------------------------------------------
