@@ -149,20 +149,19 @@ def _tokenizer_from_json(path: Path) -> Tokenizer:
 def _read_vocab(path: Path) -> dict[str, int]:
     """One token per line, the line's position its id."""
     vocab: dict[str, int] = {}
-    line_number = 0
-    try:
-        with open(path, encoding="utf-8") as lines:
-            for line_number, line in enumerate(lines, 1):
-                token = line.rstrip("\n")
-                if not token:
-                    raise DataError(path, "empty line in a vocabulary file", line_number)
-                if token in vocab:
-                    raise DataError(path, f"duplicate token {token!r}", line_number)
-                vocab[token] = len(vocab)
-    except UnicodeDecodeError:
-        raise DataError(
-            path, "not UTF-8 text; a vocabulary file has one token per line", line_number + 1
-        ) from None
+    with open(path, "rb") as lines:  # bytes, so a bad byte is reported with its line
+        for line_number, raw in enumerate(lines, 1):
+            try:
+                token = raw.decode("utf-8").rstrip("\r\n")
+            except UnicodeDecodeError:
+                raise DataError(
+                    path, "not UTF-8 text; a vocabulary file has one token per line", line_number
+                ) from None
+            if not token:
+                raise DataError(path, "empty line in a vocabulary file", line_number)
+            if token in vocab:
+                raise DataError(path, f"duplicate token {token!r}", line_number)
+            vocab[token] = len(vocab)
     if not vocab:
         raise DataError(path, "empty vocabulary file")
     return vocab
