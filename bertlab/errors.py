@@ -27,3 +27,7 @@ class DataError(UserError, ValueError):
         self.path, self.line, self.what = str(path), line, what
         where = f"{path}:{line}" if line is not None else f"{path}"
         super().__init__(f"{where}: {what}")
+
+    def __reduce__(self):
+        # Raised in preparation and DataLoader worker processes: it must survive pickling.
+        return (type(self), (self.path, self.what, self.line))

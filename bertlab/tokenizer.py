@@ -24,6 +24,7 @@ from tokenizers import (
 )
 
 from bertlab.atomic import write_text_atomically
+from bertlab.errors import DataError
 
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 TOKENIZER_FILE = "tokenizer.json"
@@ -39,13 +40,14 @@ class SpecialIds:
     mask: int
 
 
-def special_ids(tokenizer: Tokenizer) -> SpecialIds:
+def special_ids(tokenizer: Tokenizer, source: str | Path = "tokenizer") -> SpecialIds:
+    """The ids of BERT's special tokens; `source` names the tokenizer's file in the error."""
     ids = {}
     for name, token in zip(("pad", "unk", "cls", "sep", "mask"), SPECIAL_TOKENS, strict=True):
         token_id = tokenizer.token_to_id(token)
         if token_id is None:
-            raise ValueError(
-                f"tokenizer has no {token} token; a BERT vocabulary needs {SPECIAL_TOKENS}"
+            raise DataError(
+                source, f"tokenizer has no {token} token; a BERT vocabulary needs {SPECIAL_TOKENS}"
             )
         ids[name] = token_id
     return SpecialIds(**ids)
@@ -115,11 +117,11 @@ def load_tokenizer(path: str | Path, lowercase: bool | None = None) -> Tokenizer
         for name in (TOKENIZER_FILE, VOCAB_FILE):
             if (path / name).exists():
                 return load_tokenizer(path / name, lowercase)
-        raise FileNotFoundError(f"{path}: no {TOKENIZER_FILE} or {VOCAB_FILE} in this directory")
+        raise DataError(path, f"no {TOKENIZER_FILE} or {VOCAB_FILE} in this directory")
     if not path.exists():
-        raise FileNotFoundError(f"{path}: tokenizer file not found")
+        raise DataError(path, "tokenizer file not found")
     if path.suffix == ".json":
-        tokenizer = Tokenizer.from_file(str(path))
+        tokenizer = _tokenizer_from_json(path)
     else:
         vocab = _read_vocab(path)
         if lowercase is None:
@@ -127,24 +129,42 @@ def load_tokenizer(path: str | Path, lowercase: bool | None = None) -> Tokenizer
         tokenizer = Tokenizer(
             models.WordPiece(vocab=vocab, unk_token="[UNK]", max_input_chars_per_word=100)
         )
-        special_ids(tokenizer)  # fail now, naming the missing token, rather than mid-training
+        special_ids(tokenizer, path)  # fail now, naming the missing token, not mid-training
         tokenizer = _add_post_processor(_bert_pipeline(tokenizer, lowercase))
-    special_ids(tokenizer)
+    special_ids(tokenizer, path)
     return tokenizer
 
 
+def _tokenizer_from_json(path: Path) -> Tokenizer:
+    try:
+        return Tokenizer.from_file(str(path))
+    except Exception as error:  # the Rust library raises a bare Exception for any bad file
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise DataError(
+            path,
+            f"not a tokenizers JSON file ({reason}); tokenizer.path takes a {TOKENIZER_FILE}, "
+            f"a {VOCAB_FILE} or a directory holding one",
+        ) from None
+
+
 def _read_vocab(path: Path) -> dict[str, int]:
+    """One token per line, the line's position its id."""
     vocab: dict[str, int] = {}
-    with open(path, encoding="utf-8") as lines:
-        for line_number, line in enumerate(lines, 1):
-            token = line.rstrip("\n")
+    with open(path, "rb") as lines:  # bytes, so a bad byte is reported with its line
+        for line_number, raw in enumerate(lines, 1):
+            try:
+                token = raw.decode("utf-8").rstrip("\r\n")
+            except UnicodeDecodeError:
+                raise DataError(
+                    path, "not UTF-8 text; a vocabulary file has one token per line", line_number
+                ) from None
             if not token:
-                raise ValueError(f"{path}:{line_number}: empty line in a vocabulary file")
+                raise DataError(path, "empty line in a vocabulary file", line_number)
             if token in vocab:
-                raise ValueError(f"{path}:{line_number}: duplicate token {token!r}")
+                raise DataError(path, f"duplicate token {token!r}", line_number)
             vocab[token] = len(vocab)
     if not vocab:
-        raise ValueError(f"{path}: empty vocabulary file")
+        raise DataError(path, "empty vocabulary file")
     return vocab
 
 

@@ -317,14 +317,7 @@ def test_label_outside_the_label_set(prepared, name):
 def test_non_numeric_regression_target(prepared, name):
     reader, cfg, path = prepared(name)
     if reader.task == "custom":
-        OmegaConf.update(cfg, "task.regression", True)
-        OmegaConf.update(cfg, "task.labels", None)
-        OmegaConf.update(cfg, "task.metrics", ["pearson"])
-        lines = lines_of(path)  # numbers as targets, then one that is not
-        first = first_data_line(reader, cfg) - 1
-        numbered = [_with_number(reader, line, i) for i, line in enumerate(lines[first:])]
-        write_lines(path, [*lines[:first], *numbered])
-        write_lines(path.with_name(f"dev.{reader.kind}"), lines_of(path))
+        _as_regression(reader, cfg, path)  # numbers as targets, then one that is not
     line = first_data_line(reader, cfg) + 1
     set_field(reader, cfg, path, line, "high", "label")
     assert user_error(cfg).startswith(f"{path}:{line}: regression target 'high' is not a number")
@@ -412,6 +405,119 @@ def test_snli_pairs_without_gold_label_are_counted(prepared, caplog):
     with caplog.at_level(logging.INFO):
         run_data_steps(cfg)
     assert re.search(rf"{re.escape(str(path))}: dropped \d+ rows labelled '-'", caplog.text)
+
+
+# ---- nothing absorbed silently (issue 15) ----------------------------------------------------
+
+
+def test_an_unbalanced_csv_quote_is_an_error_at_the_line_it_opened(prepared):
+    reader, cfg, path = prepared("custom-csv")  # rows: id,"text, truly",label
+    line = first_data_line(reader, cfg) + 4
+    lines = lines_of(path)
+    lines[line - 1] = lines[line - 1].replace('",', ",", 1)  # the text's closing quote lost
+    write_lines(path, lines)
+    assert re.match(rf"{re.escape(str(path))}:{line}: .*unbalanced quote", user_error(cfg))
+
+
+@pytest.mark.parametrize("name", LABELED)
+def test_an_empty_label_is_an_error(prepared, name):
+    reader, cfg, path = prepared(name)
+    line = first_data_line(reader, cfg) + 2
+    set_field(reader, cfg, path, line, "", "label")
+    assert user_error(cfg).startswith(f"{path}:{line}: empty label")
+
+
+@pytest.mark.parametrize("name", ["custom-csv", "custom-jsonl"])
+def test_an_empty_label_is_inferred_as_no_class(prepared, name):
+    reader, cfg, path = prepared(name)
+    OmegaConf.update(cfg, "task.labels", None)
+    line = first_data_line(reader, cfg) + 2
+    set_field(reader, cfg, path, line, "", "label")
+    assert user_error(cfg).startswith(f"{path}:{line}: empty label")
+
+
+def test_an_empty_label_is_a_class_where_task_labels_lists_it(prepared):
+    reader, cfg, path = prepared("custom-jsonl")
+    OmegaConf.update(cfg, "task.labels", ["", "neg", "pos"])
+    set_field(reader, cfg, path, first_data_line(reader, cfg) + 2, "", "label")
+    run_data_steps(cfg)
+
+
+@pytest.mark.parametrize("name", ["glue-stsb", "custom-csv", "custom-jsonl"])
+@pytest.mark.parametrize(("split", "value"), [("train", "nan"), ("val", "nan"), ("val", "inf")])
+def test_a_non_finite_regression_target_is_an_error(prepared, name, split, value):
+    reader, cfg, path = prepared(name)
+    if reader.task == "custom":
+        _as_regression(reader, cfg, path)
+    if split == "val":
+        path = path.with_name(f"dev.{path.suffix.lstrip('.')}")
+    line = first_data_line(reader, cfg) + 1
+    set_field(reader, cfg, path, line, value, "label")
+    assert user_error(cfg).startswith(f"{path}:{line}: regression target '{value}' is not finite")
+
+
+def _as_regression(reader: Reader, cfg: DictConfig, path: Path) -> None:
+    """Turn the custom task's data and config into a regression (numbers as targets)."""
+    OmegaConf.update(cfg, "task.regression", True)
+    OmegaConf.update(cfg, "task.labels", None)
+    OmegaConf.update(cfg, "task.metrics", ["pearson"])
+    lines = lines_of(path)
+    first = first_data_line(reader, cfg) - 1
+    numbered = [_with_number(reader, line, i) for i, line in enumerate(lines[first:])]
+    write_lines(path, [*lines[:first], *numbered])
+    write_lines(path.with_name(f"dev.{reader.kind}"), lines_of(path))
+
+
+@pytest.mark.parametrize("name", ["custom-csv", "custom-tsv"])
+def test_a_repeated_column_is_an_error_naming_it(prepared, name):
+    reader, cfg, path = prepared(name)
+    separator = "," if reader.kind == "csv" else "\t"
+    lines = lines_of(path)  # one more column, named like the text column
+    lines = [lines[0] + f"{separator}review"] + [line + f"{separator}other" for line in lines[1:]]
+    write_lines(path, lines)
+    assert user_error(cfg) == f"{path}:1: column 'review' appears 2 times in the header"
+
+
+@pytest.mark.parametrize("name", JSON_LINES)
+def test_a_repeated_json_key_is_an_error(prepared, name):
+    reader, cfg, path = prepared(name)
+    lines = lines_of(path)
+    key = text_columns(reader, cfg)[0]
+    lines[2] = lines[2][:-1] + f", {json.dumps(key)}: " + '"the second one"}'
+    write_lines(path, lines)
+    assert user_error(cfg) == f"{path}:3: key '{key}' appears twice in one object"
+
+
+@pytest.mark.parametrize("name", JSON_LINES)
+@pytest.mark.parametrize("which", ["text", "label"])
+def test_a_null_json_field_is_an_error(prepared, name, which):
+    reader, cfg, path = prepared(name)
+    lines = lines_of(path)
+    record = json.loads(lines[2])
+    key = label_column(reader, cfg) if which == "label" else text_columns(reader, cfg)[0]
+    record[key] = None
+    lines[2] = json.dumps(record)
+    write_lines(path, lines)
+    assert user_error(cfg) == f"{path}:3: field '{key}' is null"
+
+
+def test_skipped_rows_are_reported_again_when_the_cache_is_reused(prepared, caplog):
+    reader, cfg, path = prepared("glue-qqp")
+    lines = lines_of(path)
+    lines[2] = "just one field"
+    write_lines(path, lines)
+    expected = f"{path}: skipped 1 malformed rows (wrong number of fields)"
+    for run in ("first", "cached"):
+        caplog.clear()
+        with caplog.at_level(logging.WARNING):
+            datamodule = pipeline.build_datamodule(cfg)
+            datamodule.set_tokenizer(pipeline.resolve_tokenizer(cfg, datamodule))
+            datamodule.prepare_data()
+        assert expected in caplog.text, run
+        report = datamodule.data_report()
+        assert report["train"]["skipped_malformed_rows"] == 1, run
+        assert report["train"]["examples"] == len(lines) - 2  # less the header and that row
+        assert report["val"]["skipped_malformed_rows"] == 0
 
 
 # ---- through the command line ---------------------------------------------------------------

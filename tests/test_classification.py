@@ -495,3 +495,16 @@ def test_every_classification_task_brings_the_reference_fine_tuning_defaults(tas
     assert (cfg.optimizer.lr, cfg.optimizer.eps, cfg.optimizer.warmup_ratio) == (2e-5, 1e-6, 0.1)
     assert (cfg.trainer.max_epochs, cfg.task.batch_size, cfg.task.max_seq_length) == (3, 32, 128)
     assert cfg.task.datamodule == "bertlab.data.classification.ClassificationDataModule"
+
+
+def test_results_count_the_skipped_rows_on_every_run(tmp_path: Path) -> None:
+    """QQP's malformed rows: counted in results.json by the run that reads them and by a rerun
+    that takes the tokenized splits from the cache (issue 15)."""
+    write_glue_task(tmp_path / "data", "qqp", train=24, dev=8, test=2)
+    with open(tmp_path / "data" / "train.tsv", "a", encoding="utf-8") as out:
+        out.write("363362\t493340\t493341\tHow do I ask a question\n")
+    expected = {"examples": 24, "skipped_malformed_rows": 1, "dropped_rows_by_label": {}}
+    for run in ("first", "cached"):
+        results = run_task(tmp_path, "glue/qqp", tmp_path / "data", "trainer.max_steps=1")
+        assert results["data"]["train"] == expected, run
+        assert results["data"]["val"]["skipped_malformed_rows"] == 0, run

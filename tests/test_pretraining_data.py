@@ -1,11 +1,21 @@
 """Sharded pretraining instances: parallel preparation, caching, masked batches."""
 
+import logging
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 from conftest import write_corpus
+from filelock import FileLock
 
+from bertlab.data.cache import FILE_SIZES, cached_dir, entry_info
 from bertlab.data.pretraining import PretrainingDataModule
+from bertlab.errors import DataError
 from bertlab.tokenizer import special_ids, train_wordpiece
 
 
@@ -94,3 +104,90 @@ def test_static_masks_repeat_and_dynamic_masks_change_between_epochs(
     assert torch.equal(
         torch.as_tensor(dynamic[(1, 3)]["input_ids"]), torch.as_tensor(dynamic[(1, 3)]["input_ids"])
     )
+
+
+# ---- caches that check themselves, builds that clean up (issue 15) -----------------------------
+
+
+def test_a_truncated_shard_is_rebuilt_with_a_warning(corpus_and_tokenizer, tmp_path, caplog):
+    corpus, tokenizer = corpus_and_tokenizer
+    original = shard_arrays(prepared(corpus, tokenizer, tmp_path))
+    shard = sorted((tmp_path / "pretraining").glob("*/train-*.tokens.npy"))[0]
+    with open(shard, "r+b") as handle:  # a disk that filled up, a copy that stopped
+        handle.truncate(shard.stat().st_size // 2)
+    with caplog.at_level(logging.WARNING):
+        rebuilt = prepared(corpus, tokenizer, tmp_path)
+    assert re.search(
+        rf"cache entry .* is damaged \({shard.name}: .* bytes, written as", caplog.text
+    )
+    assert shard_arrays(rebuilt).keys() == original.keys()
+    for name, array in original.items():
+        np.testing.assert_array_equal(array, shard_arrays(rebuilt)[name], err_msg=name)
+    next(iter(rebuilt.train_dataloader()))
+
+
+def test_a_damaged_entry_without_recorded_sizes_is_named_with_how_to_clear_it(
+    corpus_and_tokenizer, tmp_path
+):
+    corpus, tokenizer = corpus_and_tokenizer
+    entry = prepared(corpus, tokenizer, tmp_path).shard_dir
+    (entry / FILE_SIZES).unlink()  # as an entry written before sizes were recorded
+    index = sorted(entry.glob("train-*.index.npy"))[0]
+    with open(index, "r+b") as handle:
+        handle.truncate(index.stat().st_size - 40)
+    with pytest.raises(DataError, match=rf"{re.escape(str(index))}: damaged cache file .*delete"):
+        prepared(corpus, tokenizer, tmp_path)
+
+
+def test_builds_left_by_killed_runs_are_removed_and_live_ones_kept(tmp_path):
+    kind = tmp_path / "pretraining"
+    abandoned = kind / "0123abcd.tmp-4000000"  # its build was killed: nobody holds its lock
+    live = kind / "4567cdef.tmp-4000001"
+    for directory in (abandoned, live):
+        directory.mkdir(parents=True)
+        (directory / "train-00000.tokens.npy").write_bytes(b"partial")
+    with FileLock(str(kind / "4567cdef") + ".lock"):  # being built by another process
+        entry = cached_dir(tmp_path, "pretraining", "89ab", lambda d: {"built": True})
+        assert not abandoned.exists() and live.exists()
+    assert entry_info(entry) == {"built": True}
+
+
+WORKER_PARENT = """
+import sys, time
+from concurrent.futures import ProcessPoolExecutor
+import multiprocessing, os
+from bertlab.data.pretraining import end_with_parent
+spawn = multiprocessing.get_context("spawn")
+with ProcessPoolExecutor(2, mp_context=spawn, initializer=end_with_parent, initargs=(os.getpid(),)) as pool:
+    workers = {pool.submit(os.getpid).result() for _ in range(4)}
+    pool.submit(time.sleep, 600)
+    print(*workers, flush=True)
+    time.sleep(600)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_preparation_workers_end_with_their_parent(tmp_path):
+    parent = subprocess.Popen(
+        [sys.executable, "-c", WORKER_PARENT], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        workers = [int(pid) for pid in parent.stdout.readline().split()]
+        assert workers and all(_running(pid) for pid in workers)
+        parent.kill()  # as `kill -9` of bertlab-prepare
+        parent.wait()
+        deadline = time.monotonic() + 10
+        while any(_running(pid) for pid in workers) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not any(_running(pid) for pid in workers)
+    finally:
+        parent.kill()
+
+
+def _running(pid: int) -> bool:
+    """Alive and not a zombie waiting for its new parent to reap it."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"

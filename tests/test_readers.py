@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 import types
 from pathlib import Path
@@ -17,7 +18,6 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from bertlab.data.classification import ClassificationDataModule
-from bertlab.errors import DataError
 from bertlab.data.readers import (
     TableLayout,
     infer_label_names,
@@ -25,6 +25,7 @@ from bertlab.data.readers import (
     read_examples,
     regression_targets,
 )
+from bertlab.errors import DataError
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 
@@ -478,7 +479,7 @@ def test_csv_record_spanning_lines_reports_its_first_line(tmp_path: Path) -> Non
     path = tmp_path / "train.csv"
     path.write_text('text,label\n"two\nlines",a\nok,b,extra\n')
     with pytest.raises(DataError, match=r"train.csv:4: expected 2"):
-        read_examples(path, TableLayout())
+        read_examples(path, TableLayout(multiline_fields=True))
 
 
 # ---- bad data names the file and the line ----------------------------------------------------
@@ -591,3 +592,97 @@ def test_hub_class_ids_default_to_the_task_label_order(monkeypatch) -> None:
     monkeypatch.setitem(sys.modules, "datasets", fake)
     examples = datamodule_for("glue/qnli", None).sources["train"].read()
     assert [(e.label, e.index, e.texts) for e in examples] == [("not_entailment", "7", ("q", "s"))]
+
+
+# ---- nothing absorbed silently (issue 15) ------------------------------------------------------
+
+
+def plain_csv(path: Path, texts: list[str]) -> Path:
+    """`text,label` rows written without quoting, as a hand-made or exported CSV often is."""
+    labels = ["neg", "pos"]
+    path.write_text(
+        "text,label\n" + "".join(f"{t},{labels[i % 2]}\n" for i, t in enumerate(texts)),
+        encoding="utf-8",
+    )
+    return path
+
+
+@pytest.mark.parametrize("closing_line", ['Fine" she said', 'Fine"'])
+def test_an_unbalanced_csv_quote_names_the_line_where_it_opened(
+    tmp_path: Path, closing_line: str
+) -> None:
+    # 60 rows; row 5 opens a quote that only row 15 closes. The csv module used to read the
+    # ten rows between as one text: 50 examples, no word (closing mid-field or cleanly).
+    texts = [f"review {i}" for i in range(60)]
+    texts[4], texts[14] = '"Great movie', closing_line
+    path = plain_csv(tmp_path / "train.csv", texts)
+    with pytest.raises(DataError, match=r"train.csv:6: .*an unbalanced quote\?"):
+        read_examples(path, TableLayout())
+
+
+def test_csv_fields_span_lines_only_where_the_layout_says_so(tmp_path: Path) -> None:
+    path = tmp_path / "train.csv"
+    path.write_text('text,label\n"two\nlines",a\none line,b\n', encoding="utf-8")
+    with pytest.raises(DataError, match=r"train.csv:2: a quoted field opened on this line runs"):
+        read_examples(path, TableLayout())
+    examples = read_examples(path, TableLayout(multiline_fields=True))
+    assert [(e.texts, e.line) for e in examples] == [(("two\nlines",), 2), (("one line",), 4)]
+    path.write_text('text,label\nok,a\n"never closed,b\nmore,a\n', encoding="utf-8")
+    with pytest.raises(DataError, match=r"train.csv:3: unexpected end of data"):
+        read_examples(path, TableLayout(multiline_fields=True))
+
+
+def test_a_quote_in_a_tsv_is_text(tmp_path: Path) -> None:
+    # GLUE's TSVs are written without quoting: a quote never joins rows there.
+    path = tmp_path / "train.tsv"
+    texts = ['"opened' if i == 2 else f"row {i}" for i in range(10)]
+    rows = "".join(f"{text}\t{i % 2}\n" for i, text in enumerate(texts))
+    path.write_text("text\tlabel\n" + rows, encoding="utf-8")
+    examples = read_examples(path, TableLayout())
+    assert len(examples) == 10 and examples[2].texts == ('"opened',)
+
+
+def test_an_empty_label_is_an_error_unless_the_labels_list_it(tmp_path: Path) -> None:
+    path = tmp_path / "train.tsv"
+    path.write_text("text\tlabel\na\tpos\nb\t\nc\tneg\n", encoding="utf-8")
+    examples = read_examples(path, TableLayout())
+    with pytest.raises(DataError, match=r"train.tsv:3: empty label"):
+        infer_label_names(examples)
+    with pytest.raises(DataError, match=r"train.tsv:3: empty label"):
+        label_ids(examples, ["neg", "pos"])
+    assert label_ids(examples, ["", "neg", "pos"]) == [2, 0, 1]
+
+
+@pytest.mark.parametrize("value", ["nan", "NaN", "inf", "-Infinity"])
+def test_a_non_finite_regression_target_names_file_and_line(tmp_path: Path, value: str) -> None:
+    path = tmp_path / "train.tsv"
+    path.write_text(f"text\tlabel\na\t1.5\nb\t{value}\n", encoding="utf-8")
+    with pytest.raises(DataError, match=rf"train.tsv:3: regression target '{value}' is not finite"):
+        regression_targets(read_examples(path, TableLayout()))
+
+
+@pytest.mark.parametrize(("suffix", "separator"), [(".csv", ","), (".tsv", "\t")])
+def test_a_repeated_column_name_is_an_error(tmp_path: Path, suffix: str, separator: str) -> None:
+    path = tmp_path / f"train{suffix}"
+    lines = [["text", "label", "text"], ["a", "pos", "b"]]
+    path.write_text("".join(separator.join(line) + "\n" for line in lines), encoding="utf-8")
+    with pytest.raises(DataError, match=rf"train{suffix}:1: column 'text' appears 2 times"):
+        read_examples(path, TableLayout())
+
+
+@pytest.mark.parametrize(
+    ("record", "message"),
+    [
+        ('{"text": "a", "label": "pos", "text": "b"}', "key 'text' appears twice in one object"),
+        ('{"text": null, "label": "pos"}', "field 'text' is null"),
+        ('{"text": "a", "label": null}', "field 'label' is null"),
+        ('{"text": ["a"], "label": "pos"}', "field 'text' is a JSON list"),
+    ],
+)
+def test_json_lines_that_would_be_read_as_something_else(
+    tmp_path: Path, record: str, message: str
+) -> None:
+    path = tmp_path / "train.jsonl"
+    path.write_text('{"text": "ok", "label": "neg"}\n' + record + "\n", encoding="utf-8")
+    with pytest.raises(DataError, match=rf"train.jsonl:2: {re.escape(message)}"):
+        read_examples(path, TableLayout())

@@ -1,5 +1,6 @@
 import pytest
 
+from bertlab.errors import DataError
 from bertlab.tokenizer import load_tokenizer, save_tokenizer, special_ids, train_wordpiece
 
 TEXT = [
@@ -45,3 +46,24 @@ def test_duplicate_vocab_entry_names_the_line(tmp_path):
     (tmp_path / "vocab.txt").write_text("[PAD]\n[UNK]\nhello\n[UNK]\n")
     with pytest.raises(ValueError, match=r"vocab.txt:4: duplicate token"):
         load_tokenizer(tmp_path / "vocab.txt")
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        ("notes.json", b"some notes\n", r"notes.json: not a tokenizers JSON file \(expected value"),
+        ("config.json", b'{"hidden_size": 768}', r"config.json: not a tokenizers JSON file"),
+        ("vocab.txt", b"[PAD]\n\xff\xfe\n", r"vocab.txt:2: not UTF-8 text"),
+    ],
+)
+def test_a_file_that_is_not_a_tokenizer_is_named(tmp_path, name, content, message):
+    (tmp_path / name).write_bytes(content)
+    with pytest.raises(DataError, match=message):
+        load_tokenizer(tmp_path / name)
+
+
+def test_a_missing_tokenizer_is_a_data_error(tmp_path):
+    with pytest.raises(DataError, match=r"no tokenizer.json or vocab.txt in this directory"):
+        load_tokenizer(tmp_path)
+    with pytest.raises(DataError, match=r"nope.json: tokenizer file not found"):
+        load_tokenizer(tmp_path / "nope.json")

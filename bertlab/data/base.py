@@ -34,6 +34,10 @@ class BertDataModule(pl.LightningDataModule):
         """Trivial-predictor scores on validation data (e.g. majority class), reported beside the model's."""
         return {}
 
+    def data_report(self) -> dict:
+        """What reading the data skipped or dropped, per split (results.json's "data")."""
+        return {}
+
     def info(self) -> dict:
         """Facts `bertlab-prepare` prints about the prepared data."""
         return {}

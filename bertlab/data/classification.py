@@ -27,11 +27,11 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from bertlab.data.base import BertDataModule
 from bertlab.data.cache import cached_dir, default_cache_dir, entry_info, fingerprint
-from bertlab.errors import DataError
 from bertlab.data.readers import (
     IMDB_LABEL_DIRS,
     HubSplit,
     RawExample,
+    ReadCounts,
     TableLayout,
     infer_label_names,
     label_ids,
@@ -39,6 +39,7 @@ from bertlab.data.readers import (
     read_hub,
     regression_targets,
 )
+from bertlab.errors import ConfigError, DataError
 from bertlab.metrics import check_metric_names
 from bertlab.tokenizer import special_ids
 
@@ -56,9 +57,12 @@ LAYOUT_KEYS = (
     "label_map",
     "drop_labels",
     "skip_malformed",
+    "multiline_fields",
     "text_replacements",
 )
 ENCODE_CHUNK = 10_000  # examples per encode_batch call: bounds memory on MNLI-sized files
+# Bumped when a cache entry's content or info changes; version 2 stores what the read skipped.
+CACHE_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -80,10 +84,15 @@ class SplitSource:
     def available(self) -> bool:
         return self.hub is not None or self.path.exists() or not self.optional
 
-    def read(self) -> list[RawExample]:
+    @property
+    def where(self) -> str:
+        return self.hub.source if self.hub is not None else str(self.path)
+
+    def read(self, counts: ReadCounts | None = None) -> list[RawExample]:
+        """The examples; `counts`, if given, receives what was skipped (for the caller to report)."""
         if self.hub is not None:
-            return read_hub(self.hub, labeled=self.labeled)
-        return read_examples(self.path, self.layout, labeled=self.labeled)
+            return read_hub(self.hub, labeled=self.labeled, counts=counts)
+        return read_examples(self.path, self.layout, labeled=self.labeled, counts=counts)
 
 
 class ClassificationDataModule(BertDataModule):
@@ -114,12 +123,12 @@ class ClassificationDataModule(BertDataModule):
         super().__init__()
         unknown = sorted(set(layout) - set(LAYOUT_KEYS))
         if unknown:
-            raise ValueError(
+            raise ConfigError(
                 f"task: unknown key(s) {unknown}; a task may set {sorted(LAYOUT_KEYS)}"
             )
         check_metric_names(list(metrics), regression)
         if regression and labels:
-            raise ValueError(
+            raise ConfigError(
                 "task.labels must be null for a regression task (task.regression=true)"
             )
         self.data_dir = Path(data_dir).expanduser() if data_dir is not None else None
@@ -146,11 +155,11 @@ class ClassificationDataModule(BertDataModule):
         self, train_file, val_files: dict, test_files: dict
     ) -> dict[str, SplitSource]:
         if self.data_dir is None and self.hub_config is None:
-            raise ValueError(
+            raise ConfigError(
                 "task.data_dir is not set and this task has no Hub source: set task.data_dir=DIR"
             )
         if train_file is None:
-            raise ValueError("task.train_file is not set")
+            raise ConfigError("task.train_file is not set")
         roles = [(TRAIN, TRAIN, train_file)]
         roles += [(name, "val", spec) for name, spec in val_files.items()]
         roles += [(name, "test", spec) for name, spec in test_files.items()]
@@ -170,7 +179,7 @@ class ClassificationDataModule(BertDataModule):
         config = dict(self.hub_config)
         splits = config.pop("splits", {})
         if name not in splits:
-            raise ValueError(
+            raise ConfigError(
                 f"task.hub.splits has no entry for split {name!r}; set task.data_dir=DIR"
             )
         spec = splits[name]
@@ -212,8 +221,16 @@ class ClassificationDataModule(BertDataModule):
         entries = self._build_all()
         self.splits = {name: TokenizedSplit(entry) for name, entry in entries.items()}
 
+    def data_report(self) -> dict:
+        """Per split: examples kept, rows skipped as malformed, rows dropped by label."""
+        return {name: entry_info(entry)["read"] for name, entry in self._build_all().items()}
+
     def _build_all(self) -> dict[str, Path]:
-        """Cache entries for every split; train first, since it may fix the label names."""
+        """Cache entries for every split; train first, since it may fix the label names.
+
+        What each read skipped is reported here, from the entry, so a run that reuses the
+        cache says the same as the run that built it.
+        """
         if self.tokenizer is None:
             raise RuntimeError("set_tokenizer() must be called before preparing the data")
         if self._entries:  # prepare_data, setup and module_kwargs all ask; hash the files once
@@ -227,6 +244,8 @@ class ClassificationDataModule(BertDataModule):
             if source.role == "test" and not self.predict_test:
                 continue  # test sets only matter for submission files
             entries[name] = self._cached_split(name)
+        for name, entry in entries.items():
+            ReadCounts.from_dict(entry_info(entry)["read"]).report(self.sources[name].where)
         self._entries = entries
         return entries
 
@@ -239,6 +258,7 @@ class ClassificationDataModule(BertDataModule):
             "labels": self.label_names,
             "regression": self.regression,
             "max_seq_length": self.max_seq_length,
+            "cache_version": CACHE_VERSION,
         }
         files, names = source_files(source.path)
         key = fingerprint(*files, names, self.tokenizer.to_str(), params)
@@ -247,8 +267,9 @@ class ClassificationDataModule(BertDataModule):
         )
 
     def _build_split(self, source: SplitSource, directory: Path) -> dict:
-        examples = source.read()
-        info: dict = {"split": source.name, "num_examples": len(examples)}
+        counts = ReadCounts()
+        examples = source.read(counts)
+        info: dict = {"split": source.name, "num_examples": len(examples), "read": counts.to_dict()}
         if source.labeled:
             if self.label_names is None and not self.regression:
                 info["label_names"] = infer_label_names(examples)

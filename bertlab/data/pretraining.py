@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import itertools
 import logging
 import multiprocessing
 import os
+import signal
+import sys
+import threading
+import time
 from bisect import bisect_right
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
@@ -37,11 +43,13 @@ from bertlab.data.instances import (
     mask_tokens,
 )
 from bertlab.data.sampling import EpochSampler
+from bertlab.errors import ConfigError, DataError
 from bertlab.tokenizer import special_ids
 
 log = logging.getLogger(__name__)
 
 MASKING_MODES = ("static", "dynamic")
+PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 
 
 class PretrainingDataModule(BertDataModule):
@@ -75,11 +83,11 @@ class PretrainingDataModule(BertDataModule):
     ):
         super().__init__()
         if masking not in MASKING_MODES:
-            raise ValueError(
+            raise ConfigError(
                 f"task.masking={masking!r}: allowed values are {', '.join(MASKING_MODES)}"
             )
         if not 0 < val_fraction < 1:
-            raise ValueError(
+            raise ConfigError(
                 f"task.val_fraction={val_fraction}: must be between 0 and 1 (exclusive)"
             )
         self.corpus = corpus
@@ -150,10 +158,11 @@ class PretrainingDataModule(BertDataModule):
                     totals[name] = totals.get(name, 0) + value
                 progress.advance(bar, counts["chars"])
         if not totals.get("train") or not totals.get("val"):
-            raise ValueError(
-                f"corpus {[str(f) for f in files]} yields {totals.get('train', 0)} training and "
+            raise DataError(
+                ", ".join(str(f) for f in files),
+                f"the corpus yields {totals.get('train', 0)} training and "
                 f"{totals.get('val', 0)} validation instances; it needs more documents "
-                "(one sentence per line, a blank line between documents)"
+                "(one sentence per line, a blank line between documents)",
             )
         log.info("prepared %s", totals)
         return totals
@@ -273,7 +282,12 @@ def _run_tasks(tasks: Iterator[dict], workers: int) -> Iterator[dict]:
         yield from map(build_shard, tasks)
         return
     # spawn, not fork: the parent may already hold tokenizer thread pools.
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+    with ProcessPoolExecutor(
+        workers,
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=end_with_parent,
+        initargs=(os.getpid(),),
+    ) as pool:
         pending = []
         for task in tasks:
             pending.append(pool.submit(build_shard, task))
@@ -281,6 +295,34 @@ def _run_tasks(tasks: Iterator[dict], workers: int) -> Iterator[dict]:
                 yield pending.pop(0).result()
         for future in pending:
             yield future.result()
+
+
+def end_with_parent(parent_pid: int) -> None:
+    """Pool initializer: this worker exits when the process that started it dies.
+
+    A killed `bertlab-prepare` would otherwise leave its workers building shards into an
+    abandoned directory for minutes. Linux kills the worker the moment its parent dies
+    (PR_SET_PDEATHSIG); elsewhere a daemon thread checks the parent once a second.
+    """
+    if sys.platform.startswith("linux") and _set_parent_death_signal(signal.SIGKILL):
+        if os.getppid() != parent_pid:  # the parent died before the signal was set
+            os._exit(1)
+        return
+    threading.Thread(target=_exit_when_orphaned, args=(parent_pid,), daemon=True).start()
+
+
+def _set_parent_death_signal(signal_number: int) -> bool:
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        return libc.prctl(PR_SET_PDEATHSIG, signal_number, 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def _exit_when_orphaned(parent_pid: int) -> None:
+    while os.getppid() == parent_pid:
+        time.sleep(1)
+    os._exit(1)
 
 
 class ShardedInstances(Dataset):
@@ -305,7 +347,7 @@ class ShardedInstances(Dataset):
         self.word_start, self.replacement_ids = word_start, replacement_ids
         self.index_files = index_files
         self._shards: list[tuple[np.ndarray, np.ndarray]] | None = None
-        sizes = [len(np.load(p, mmap_mode="r")) for p in index_files]
+        sizes = [len(open_shard_array(p)) for p in index_files]
         self.starts = np.cumsum([0, *sizes]).tolist()
 
     def __len__(self) -> int:
@@ -313,15 +355,15 @@ class ShardedInstances(Dataset):
 
     def lengths(self) -> list[int]:
         """Sequence length of every instance ([CLS] A [SEP] B [SEP]), from the shard indexes."""
-        rows = [np.load(p, mmap_mode="r")[:, [LENGTH_A, LENGTH_B]] for p in self.index_files]
+        rows = [open_shard_array(p)[:, [LENGTH_A, LENGTH_B]] for p in self.index_files]
         return (np.concatenate(rows).sum(axis=1) + 3).tolist() if rows else []
 
     def _open(self) -> list[tuple[np.ndarray, np.ndarray]]:
         if self._shards is None:  # opened lazily, so each DataLoader worker maps its own
             self._shards = [
                 (
-                    np.load(p, mmap_mode="r"),
-                    np.load(str(p).replace(".index.npy", ".tokens.npy"), mmap_mode="r"),
+                    open_shard_array(p),
+                    open_shard_array(p.with_name(p.name.replace(".index.npy", ".tokens.npy"))),
                 )
                 for p in self.index_files
             ]
@@ -359,6 +401,17 @@ class ShardedInstances(Dataset):
             "masked_labels": labels,
             "next_sentence_labels": np.int64(is_random_next),
         }
+
+
+def open_shard_array(path: Path) -> np.ndarray:
+    """Memory-map one shard array; a damaged file is named, with how to rebuild it."""
+    try:
+        return np.load(path, mmap_mode="r")
+    except (OSError, ValueError, EOFError) as error:
+        raise DataError(
+            path,
+            f"damaged cache file ({error}); delete {path.parent} and it is rebuilt on the next run",
+        ) from None
 
 
 class PretrainingCollator:

@@ -7,8 +7,16 @@ bad label found later still names its file and line. What differs between datase
 `TableLayout` built from the task's YAML, never a per-dataset function.
 
 Delimited files are split on tabs without quote handling (the GLUE files contain
-unbalanced quotes and were written that way); CSV goes through the `csv` module
-because user CSVs do quote fields with commas or newlines.
+unbalanced quotes and were written that way), so a TSV row is always one line. CSV goes
+through the `csv` module because user CSVs do quote fields with commas. A quoted field may
+also hold newlines, and that is where one unbalanced quote silently swallows the rows after
+it; so a CSV record must fit on one line unless the layout says its fields span lines
+(`multiline_fields`), and quotes are parsed strictly (a closing quote must end its field).
+
+Nothing is absorbed silently: an empty label, a null field, a duplicated column or key and a
+non-finite regression target are errors naming the file and line. What a read skips by
+policy (QQP's malformed rows, SNLI's unlabelled pairs) is counted in `ReadCounts`, which the
+data module stores with its cache entry and reports on every run.
 """
 
 from __future__ import annotations
@@ -16,6 +24,7 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import math
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
@@ -54,6 +63,7 @@ class TableLayout:
     label_map: dict = field(default_factory=dict)  # source spelling -> label name
     drop_labels: tuple[str, ...] = ()  # rows with these labels are dropped and counted
     skip_malformed: bool = False  # count rows with the wrong field count instead of failing
+    multiline_fields: bool = False  # CSV: quoted fields may hold newlines
     text_replacements: dict = field(default_factory=dict)
 
     def with_overrides(self, overrides: dict) -> TableLayout:
@@ -66,6 +76,8 @@ class TableLayout:
 
 @dataclass
 class ReadCounts:
+    """What a read kept, and what it left out by policy (never silently: see `report`)."""
+
     kept: int = 0
     dropped_labels: Counter = field(default_factory=Counter)
     malformed: int = 0
@@ -78,9 +90,31 @@ class ReadCounts:
                 "%s: skipped %d malformed rows (wrong number of fields)", source, self.malformed
             )
 
+    def to_dict(self) -> dict:
+        """JSON-ready, for a cache entry's info and results.json."""
+        return {
+            "examples": self.kept,
+            "skipped_malformed_rows": self.malformed,
+            "dropped_rows_by_label": dict(sorted(self.dropped_labels.items())),
+        }
 
-def read_examples(path: str | Path, layout: TableLayout, labeled: bool = True) -> list[RawExample]:
-    """Read one split from a local file (or, for IMDB, a split directory)."""
+    @classmethod
+    def from_dict(cls, facts: dict) -> ReadCounts:
+        return cls(
+            kept=facts["examples"],
+            dropped_labels=Counter(facts["dropped_rows_by_label"]),
+            malformed=facts["skipped_malformed_rows"],
+        )
+
+
+def read_examples(
+    path: str | Path, layout: TableLayout, labeled: bool = True, counts: ReadCounts | None = None
+) -> list[RawExample]:
+    """Read one split from a local file (or, for IMDB, a split directory).
+
+    What the read dropped or skipped is logged here, unless the caller passes `counts` to
+    receive it (and reports it itself, as the data module does on every cached rerun).
+    """
     path = Path(path)
     if not path.exists():
         raise DataError(path, "not found (task.data_dir must hold the dataset's official files)")
@@ -96,14 +130,16 @@ def read_examples(path: str | Path, layout: TableLayout, labeled: bool = True) -
         raise DataError(
             path, f"cannot tell the format from the suffix; set task.format to one of {FORMATS}"
         )
-    counts = ReadCounts()
+    caller_reports = counts is not None
+    counts = counts if caller_reports else ReadCounts()
     try:
         examples = list(_READERS[file_format](path, layout, counts))
     except UnicodeDecodeError as error:
         raise DataError(
             path, f"not valid UTF-8 ({error.reason})", _first_undecodable_line(path)
         ) from None
-    counts.report(str(path))
+    if not caller_reports:
+        counts.report(str(path))
     if not examples:
         raise DataError(path, "no examples" + (f" with {layout.where}" if layout.where else ""))
     return examples
@@ -118,19 +154,35 @@ def _read_tsv(path: Path, layout: TableLayout, counts: ReadCounts) -> Iterator[R
 
 def _read_csv(path: Path, layout: TableLayout, counts: ReadCounts) -> Iterator[RawExample]:
     with open(path, encoding="utf-8-sig", newline="") as handle:
-        reader = csv.reader(handle)
-        try:
-            yield from _rows_to_examples(
-                path, _nonblank(_numbered_csv_rows(reader)), layout, counts
-            )
-        except csv.Error as error:  # e.g. a field over the csv module's 131,072 characters
-            raise DataError(path, f"{error} (an unbalanced quote?)", reader.line_num) from None
+        rows = _numbered_csv_rows(path, csv.reader(handle, strict=True), layout.multiline_fields)
+        yield from _rows_to_examples(path, _nonblank(rows), layout, counts)
 
 
-def _numbered_csv_rows(reader) -> Iterator[tuple[int, list[str]]]:
+def _numbered_csv_rows(
+    path: Path, reader, multiline_fields: bool
+) -> Iterator[tuple[int, list[str]]]:
+    """Records with the line each starts on: where a quote opened, when one goes wrong."""
     first_line = 1
-    for row in reader:
-        yield first_line, row  # a quoted field may span lines: report where the record starts
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as error:  # a quote closing mid-field, or still open at the end
+            raise DataError(
+                path,
+                f"{error} (a quoted field starting on this line; an unbalanced quote?)",
+                first_line,
+            ) from None
+        if reader.line_num > first_line and not multiline_fields:
+            raise DataError(
+                path,
+                f"a quoted field opened on this line runs on to line {reader.line_num} "
+                "(an unbalanced quote?); if this file's fields do span lines, set "
+                "task.multiline_fields=true",
+                first_line,
+            )
+        yield first_line, row
         first_line = reader.line_num + 1
 
 
@@ -144,6 +196,8 @@ def _rows_to_examples(
     if layout.header:
         header = next(rows, (None, None))[1]
         width = len(header) if header else None
+        if header:
+            _check_unique_columns(path, layout, header)
     else:
         header, width = None, layout.num_columns
     positions = None
@@ -183,6 +237,15 @@ def _column_positions(
     return positions
 
 
+def _check_unique_columns(path: Path, layout: TableLayout, header: list[str]) -> None:
+    # A repeated name would silently mean its first column; which one was meant is unknowable.
+    for column in _used_columns(layout):
+        if header.count(column) > 1:
+            raise DataError(
+                path, f"column {column!r} appears {header.count(column)} times in the header", 1
+            )
+
+
 def _used_columns(layout: TableLayout) -> list[Column]:
     columns = [*layout.text_columns, *layout.where]
     columns += [c for c in (layout.label_column, layout.index_column) if c is not None]
@@ -195,15 +258,27 @@ def _make_example(path, line, layout: TableLayout, counts: ReadCounts, get) -> R
         return None
     label = None
     if layout.label_column is not None:
-        label = _label_string(get(layout.label_column))
+        label = _label_string(_present(path, line, layout.label_column, get))
         label = layout.label_map.get(label, label)
         if label in layout.drop_labels:
             counts.dropped_labels[label] += 1
             return None
-    texts = tuple(_clean_text(get(column), layout) for column in layout.text_columns)
+    texts = tuple(
+        _clean_text(_present(path, line, column, get), layout) for column in layout.text_columns
+    )
     index = str(get(layout.index_column)) if layout.index_column is not None else str(counts.kept)
     counts.kept += 1
     return RawExample(texts, label, index, str(path), line)
+
+
+def _present(path, line, column: Column, get):
+    """The field's value; JSON's null is an error rather than the text "" or the label "None"."""
+    value = get(column)
+    if value is None:
+        raise DataError(path, f"field {column!r} is null", line)
+    if isinstance(value, (dict, list)):
+        raise DataError(path, f"field {column!r} is a JSON {type(value).__name__}", line)
+    return value
 
 
 def _label_string(value) -> str:
@@ -214,7 +289,7 @@ def _label_string(value) -> str:
 
 
 def _clean_text(text, layout: TableLayout) -> str:
-    text = "" if text is None else str(text)
+    text = str(text)
     for old, new in layout.text_replacements.items():
         text = text.replace(old, new)
     return text
@@ -240,11 +315,27 @@ def _read_jsonl(path: Path, layout: TableLayout, counts: ReadCounts) -> Iterator
 
 def _parse_json_object(path: Path, number: int, line: str) -> dict:
     try:
-        record = json.loads(line)
+        record = json.loads(line, object_pairs_hook=_object_without_repeated_keys)
     except json.JSONDecodeError as error:
         raise DataError(path, f"not valid JSON ({error.msg})", number) from None
+    except _RepeatedKey as repeated:
+        raise DataError(path, f"key {repeated.key!r} appears twice in one object", number) from None
     if not isinstance(record, dict):
         raise DataError(path, f"expected a JSON object, found {type(record).__name__}", number)
+    return record
+
+
+class _RepeatedKey(Exception):
+    def __init__(self, key: str):
+        self.key = key
+
+
+def _object_without_repeated_keys(pairs: list[tuple[str, object]]) -> dict:
+    # json.loads keeps the last of repeated keys; which one the writer meant is unknowable.
+    record = dict(pairs)
+    if len(record) < len(pairs):
+        key_counts = Counter(key for key, _ in pairs)
+        raise _RepeatedKey(next(key for key, count in key_counts.items() if count > 1))
     return record
 
 
@@ -281,8 +372,15 @@ _READERS = {"tsv": _read_tsv, "csv": _read_csv, "jsonl": _read_jsonl, "imdb": _r
 
 
 def infer_label_names(examples: Sequence[RawExample]) -> list[str]:
-    """The sorted set of labels; numerically sorted when every label is an integer."""
+    """The sorted set of labels; numerically sorted when every label is an integer.
+
+    An empty label is refused rather than made a class: it is almost always a missing
+    value. Where "" is a class, task.labels lists it (and label_ids accepts it).
+    """
     names = {example.label for example in examples if example.label is not None}
+    if "" in names:
+        first = next(example for example in examples if example.label == "")
+        raise DataError(first.path, _EMPTY_LABEL, first.line)
     if all(_is_int(name) for name in names):
         return sorted(names, key=int)
     return sorted(names)
@@ -296,10 +394,15 @@ def _is_int(text: str) -> bool:
     return True
 
 
+_EMPTY_LABEL = "empty label (drop such rows, or list '' in task.labels if it is a class)"
+
+
 def label_ids(examples: Sequence[RawExample], label_names: Sequence[str]) -> list[int]:
     ids = {name: i for i, name in enumerate(label_names)}
     result = []
     for example in examples:
+        if example.label == "" and "" not in ids:
+            raise DataError(example.path, _EMPTY_LABEL, example.line)
         if example.label not in ids:
             raise DataError(
                 example.path,
@@ -311,14 +414,20 @@ def label_ids(examples: Sequence[RawExample], label_names: Sequence[str]) -> lis
 
 
 def regression_targets(examples: Sequence[RawExample]) -> list[float]:
+    """Float targets; NaN or infinity is refused (it would poison the loss or the metrics)."""
     targets = []
     for example in examples:
         try:
-            targets.append(float(example.label))
+            target = float(example.label)
         except (TypeError, ValueError):
             raise DataError(
                 example.path, f"regression target {example.label!r} is not a number", example.line
             ) from None
+        if not math.isfinite(target):
+            raise DataError(
+                example.path, f"regression target {example.label!r} is not finite", example.line
+            )
+        targets.append(target)
     return targets
 
 
@@ -341,10 +450,16 @@ class HubSplit:
         )
 
 
-def read_hub(spec: HubSplit, labeled: bool = True) -> list[RawExample]:
-    """Load one split through `datasets`; rows without a gold label (id -1) are dropped."""
+def read_hub(
+    spec: HubSplit, labeled: bool = True, counts: ReadCounts | None = None
+) -> list[RawExample]:
+    """Load one split through `datasets`; rows without a gold label (id -1) are dropped.
+
+    `counts`, as for `read_examples`: given, the caller reports what was dropped.
+    """
     rows = _load_hub_split(spec)
-    counts, examples = ReadCounts(), []
+    caller_reports = counts is not None
+    counts, examples = counts if caller_reports else ReadCounts(), []
     for position, row in enumerate(rows):
         label = _hub_label(row[spec.label_column], spec) if labeled and spec.label_column else None
         if labeled and label is None:
@@ -353,7 +468,9 @@ def read_hub(spec: HubSplit, labeled: bool = True) -> list[RawExample]:
         texts = tuple(str(row[column]) for column in spec.text_columns)
         index = str(row.get("idx", position))
         examples.append(RawExample(texts, label, index, spec.source, position + 1))
-    counts.report(spec.source)
+        counts.kept += 1
+    if not caller_reports:
+        counts.report(spec.source)
     return examples
 
 

@@ -67,6 +67,8 @@ def write_results(
         "steps": trainer.global_step,
         "wall_seconds": round(time.time() - started, 2),
         "overrides": list(overrides),
+        # What the reads skipped or dropped, per split: reported on cached reruns too.
+        "data": trainer.datamodule.data_report() if trainer.datamodule is not None else {},
     }
     write_text_atomically(run_dir.results, json.dumps(results, indent=2) + "\n")
     log.info("results: %s", run_dir.results)
