@@ -117,11 +117,11 @@ def main() -> None:
         cfg = config(corpus, work, args.model, args.steps)
         pl.seed_everything(cfg.seed)
         datamodule = pipeline.build_datamodule(cfg)
-        tokenizer = pipeline.resolve_tokenizer(cfg, datamodule)
+        tokenizer = pipeline.resolve_tokenizer(cfg, datamodule, init=None)
         datamodule.set_tokenizer(tokenizer)
         datamodule.prepare_data()
         datamodule.setup("fit")
-        module = pipeline.build_module(cfg, datamodule, tokenizer)
+        module = pipeline.build_module(cfg, datamodule, tokenizer, init=None)
         sides = {
             "raw PyTorch loop": raw_loop_side(cfg, module, datamodule, args.steps),
             "bertlab (Lightning)": lightning_side(cfg, module, datamodule, args.steps),

@@ -20,6 +20,10 @@ class CheckpointError(UserError, ValueError):
     """`model.init`, a `.ckpt` or a Hugging Face directory that cannot be used; the message names it."""
 
 
+class UnsafeCheckpointError(CheckpointError):
+    """A checkpoint holding objects other than tensors and plain values: loading it could run code."""
+
+
 class DataError(UserError, ValueError):
     """Bad input data. The message reads `path:line: what is wrong` (or `path: ...`)."""
 

@@ -26,8 +26,7 @@ from test_readers import write_custom
 
 from bertlab import pipeline
 from bertlab.callbacks import NonFiniteError, RunInterrupted, training_position
-from bertlab.checkpoint import load_checkpoint
-from bertlab.checkpoint_io import AtomicCheckpointIO
+from bertlab.checkpoints.io import AtomicCheckpointIO, load_checkpoint
 from bertlab.cli.train import train
 from bertlab.tasks.pretrain import PretrainingModule
 

@@ -8,8 +8,7 @@ import os
 import sys
 
 from bertlab.callbacks import NonFiniteError
-from bertlab.checkpoint import UnsafeCheckpointError
-from bertlab.errors import UserError
+from bertlab.errors import UnsafeCheckpointError, UserError
 
 # TRANSITION (issue 12): ValueError/FileNotFoundError go once every module raises UserError.
 USER_ERRORS = (UserError, ValueError, FileNotFoundError, UnsafeCheckpointError, NonFiniteError)

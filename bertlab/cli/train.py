@@ -24,13 +24,13 @@ from bertlab.validation import validate_config
 def train(cfg: DictConfig, overrides: list[str] | None = None) -> float:
     """One run. Returns the task's objective metric (what a sweeper optimises)."""
     started = time.time()
-    validate_config(cfg)  # reject contradictory settings before any data is read
+    init = validate_config(cfg)  # before any data is read; model.init is opened here, once
     pl.seed_everything(cfg.seed, workers=True)
     datamodule = pipeline.build_datamodule(cfg)
-    tokenizer = pipeline.resolve_tokenizer(cfg, datamodule)
+    tokenizer = pipeline.resolve_tokenizer(cfg, datamodule, init)
     datamodule.set_tokenizer(tokenizer)
     datamodule.prepare_data()
-    module = pipeline.build_module(cfg, datamodule, tokenizer, overrides or [])
+    module = pipeline.build_module(cfg, datamodule, tokenizer, init, overrides or [])
     pipeline.save_run_tokenizer(cfg, tokenizer)
 
     recorder = pipeline.ValidationRecorder()
