@@ -277,7 +277,7 @@ def _check_model_size(architecture, source: str, vocab_size: int) -> None:
     key = max(dimensions, key=lambda k: dimensions[k] / LARGE[k])
     raise ConfigError(
         f"{source}{key}={dimensions[key]}: the model would hold about {parameters:.2g} "
-        f"parameters ({_gib(needed)} in float32), more than this machine's {_gib(available)} "
+        f"parameters ({_size(needed)} in float32), more than this machine's {_size(available)} "
         "of memory; choose a smaller model"
     )
 
@@ -289,5 +289,11 @@ def _memory_bytes() -> int | None:
         return None
 
 
-def _gib(size: int) -> str:
-    return f"{size / 2**30:,.0f} GiB" if size >= 2**30 else f"{size / 2**30:.2f} GiB"
+def _size(size: int) -> str:
+    """Bytes in GiB, or the binary unit above it that keeps the number below 1024."""
+    value = size / 2**30
+    for unit in ("GiB", "TiB", "PiB"):
+        if value < 1024:
+            return f"{value:.3g} {unit}"
+        value /= 1024
+    return f"{value:.3g} EiB"
