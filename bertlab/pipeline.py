@@ -80,8 +80,10 @@ def _tokenizer_file(path: str, lowercase: bool | None) -> Tokenizer:
         reason = f"not UTF-8 text at byte {error.start}"
     except (ValueError, FileNotFoundError):  # already name the file and what is wrong in it
         raise
-    except Exception as error:  # `tokenizers` raises a bare Exception for unreadable JSON
-        reason = (str(error).splitlines() or [type(error).__name__])[0]
+    except Exception as error:
+        if type(error) is not Exception:  # `tokenizers` raises a bare Exception for bad JSON
+            raise
+        reason = (str(error).splitlines() or ["unreadable"])[0]
     raise ConfigError(
         f"tokenizer.path={path}: not a tokenizer file ({reason}); give a tokenizer.json, "
         "a vocab.txt (one token per line) or a directory holding one"

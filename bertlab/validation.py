@@ -7,6 +7,7 @@ outside SQuAD) are skipped, so one function serves every task.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 from collections.abc import Callable
@@ -18,6 +19,7 @@ from bertlab.checkpoints.init import ResolvedInit, resolve
 from bertlab.checkpoints.io import load_checkpoint
 from bertlab.errors import CheckpointError, ConfigError
 from bertlab.metrics import check_metric_names
+from bertlab.model import BertConfig
 
 SPECIAL_TOKENS_WITH_QUESTION = 3  # [CLS] question [SEP] context [SEP]
 NONFINITE_ACTIONS = ("stop", "skip")
@@ -39,9 +41,9 @@ def validate_config(cfg: DictConfig) -> ResolvedInit | None:
         _check_training_length,
         _check_callbacks,
         _check_resume,
+        _check_model_memory,
     ):
         check(cfg)
-    _check_model_size(_value(cfg, "model"), "model.", _vocab_size(cfg))
     return _check_init(cfg)
 
 
@@ -245,34 +247,39 @@ def _check_resume(cfg: DictConfig) -> None:
 # BERT-large: the yardstick for which dimension of an oversized model is out of proportion.
 LARGE = {"hidden_size": 1024, "intermediate_size": 4096, "num_layers": 24}
 LARGE |= {"max_position_embeddings": 512, "type_vocab_size": 2}
-DEFAULT_VOCAB_SIZE = 30522
 BYTES_PER_PARAMETER = 4  # float32 weights; training adds gradients and optimizer state
+
+
+def _check_model_memory(cfg: DictConfig) -> None:
+    model = OmegaConf.to_container(cfg.model, resolve=True) if "model" in cfg else {}
+    _check_model_size(model, "model.", _vocab_size(cfg))
 
 
 def _vocab_size(cfg: DictConfig, init: ResolvedInit | None = None) -> int:
     from_init = (init.architecture or {}).get("vocab_size") if init is not None else None
-    return int(from_init or _value(cfg, "tokenizer.vocab_size") or DEFAULT_VOCAB_SIZE)
+    return int(from_init or _value(cfg, "tokenizer.vocab_size") or BertConfig.vocab_size)
 
 
 def estimated_parameters(architecture: dict, vocab_size: int) -> int:
     """BERT with pooler and pretraining heads, counted from its dimensions before building it."""
-    get = {key: int(architecture.get(key) or LARGE[key]) for key in LARGE}.__getitem__
-    hidden, inner = get("hidden_size"), get("intermediate_size")
-    positions = get("max_position_embeddings") + get("type_vocab_size")
-    embeddings = (vocab_size + positions) * hidden + 2 * hidden
+    config = dataclasses.replace(BertConfig(), **architecture, vocab_size=vocab_size)
+    hidden, inner, vocab = config.hidden_size, config.intermediate_size, config.vocab_size
+    positions = config.max_position_embeddings + config.type_vocab_size
+    embeddings = (vocab + positions) * hidden + 2 * hidden
     layer = 4 * (hidden * hidden + hidden) + 2 * hidden * inner + inner + 5 * hidden
-    heads = 2 * (hidden * hidden + hidden) + 2 * hidden + vocab_size  # pooler, MLM transform
-    return embeddings + get("num_layers") * layer + heads
+    pooler = hidden * hidden + hidden
+    pretraining_heads = (hidden * hidden + 3 * hidden + vocab) + (2 * hidden + 2)  # MLM, NSP
+    return embeddings + config.num_layers * layer + pooler + pretraining_heads
 
 
-def _check_model_size(architecture, source: str, vocab_size: int) -> None:
+def _check_model_size(architecture: dict, source: str, vocab_size: int) -> None:
     """Refuse, before anything is allocated, weights that cannot fit in this machine's memory."""
-    dimensions = {k: v for k, v in dict(architecture or {}).items() if k in LARGE}
+    dimensions = {k: v for k, v in architecture.items() if k in LARGE}
     if not all(_is_int(v) and v >= 1 for v in dimensions.values()) or not _memory_bytes():
         return  # the type checks name bad values; an unknown memory size checks nothing
     parameters = estimated_parameters(dimensions, vocab_size)
     needed, available = parameters * BYTES_PER_PARAMETER, _memory_bytes()
-    if needed <= available:
+    if needed <= available or not dimensions:
         return
     key = max(dimensions, key=lambda k: dimensions[k] / LARGE[k])
     raise ConfigError(

@@ -60,8 +60,8 @@ class ResolvedInit:
     kind: str  # CHECKPOINT, HF_DIRECTORY or WEIGHTS
     architecture: dict | None  # bertlab `model.*` keys it fixes (None: it says nothing)
     hyper_parameters: dict = field(default_factory=dict)  # a `.ckpt`'s, e.g. label_names
-    checkpoint: dict | None = field(default=None, repr=False)  # the `.ckpt` as loaded
-    _weights: dict | None = field(default=None, repr=False)
+    # The file as loaded (a `.ckpt`, or a bare state dict); tensors memory-mapped.
+    contents: dict | None = field(default=None, repr=False)
 
     @functools.cached_property
     def tokenizer(self) -> Tokenizer | None:
@@ -69,7 +69,7 @@ class ResolvedInit:
         if self.kind == HF_DIRECTORY:
             has_one = any((self.path / name).exists() for name in (TOKENIZER_FILE, VOCAB_FILE))
             return load_hf_tokenizer(self.path) if has_one else None
-        stored = (self.checkpoint or {}).get("tokenizer")
+        stored = self.contents.get("tokenizer") if self.kind == CHECKPOINT else None
         if stored:
             return Tokenizer.from_str(stored)
         for name in (TOKENIZER_FILE, VOCAB_FILE):
@@ -82,9 +82,7 @@ class ResolvedInit:
         """The network's weights under the standard BERT names, read on first use."""
         if self.kind == HF_DIRECTORY:
             return load_hf_state_dict(self.path)
-        if self.kind == CHECKPOINT:
-            return encoder_weights(self.checkpoint)
-        return encoder_weights(self._weights)
+        return encoder_weights(self.contents)
 
     @property
     def name(self) -> str:
@@ -108,7 +106,7 @@ def resolve(spec: str | Path, key: str | None = "model.init") -> ResolvedInit:
     if path.is_dir():
         return ResolvedInit(text, path, HF_DIRECTORY, hf_model_config(path))
     if path.suffix == ".safetensors":
-        return ResolvedInit(text, path, WEIGHTS, None, _weights=load_weight_file(path))
+        return ResolvedInit(text, path, WEIGHTS, None, contents=load_weight_file(path))
     return _torch_file(text, path)
 
 
@@ -120,13 +118,12 @@ def _torch_file(spec: str, path: Path) -> ResolvedInit:
             f"{path}: not a checkpoint (holds a {type(loaded).__name__}, not a dict of weights)"
         )
     if "state_dict" not in loaded and "hyper_parameters" not in loaded:
-        return ResolvedInit(spec, path, WEIGHTS, None, _weights=loaded)
+        return ResolvedInit(spec, path, WEIGHTS, None, contents=loaded)
     hyper_parameters = loaded.get("hyper_parameters") or {}
     if not isinstance(hyper_parameters, dict):
         raise CheckpointError(f"{path}: hyper_parameters is a {type(hyper_parameters).__name__}")
-    return ResolvedInit(
-        spec, path, CHECKPOINT, hyper_parameters.get("model"), hyper_parameters, loaded
-    )
+    architecture = hyper_parameters.get("model")
+    return ResolvedInit(spec, path, CHECKPOINT, architecture, hyper_parameters, loaded)
 
 
 # ---- the model section --------------------------------------------------------------------

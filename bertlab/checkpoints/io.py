@@ -47,9 +47,17 @@ def load_checkpoint(path: str | Path, mmap: bool = False) -> dict:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint not found")
-    _require_torch_file(path)
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap and _is_zip(path))
+    with open(path, "rb") as handle:
+        head = handle.read(len(ZIP_MAGIC))
+    if not head.startswith((ZIP_MAGIC, PICKLE_MAGIC)):
+        raise CheckpointError(
+            f"{path}: not a checkpoint (a file written by torch.save starts as a zip archive "
+            "or a pickle; this one is neither)"
+        )
+    try:  # only the zip format can be memory-mapped
+        return torch.load(
+            path, map_location="cpu", weights_only=True, mmap=mmap and head == ZIP_MAGIC
+        )
     except pickle.UnpicklingError as error:
         if "Unsupported global" not in str(error) and "Unpickler error" not in str(error):
             raise _damaged(path, error) from None
@@ -61,26 +69,9 @@ def load_checkpoint(path: str | Path, mmap: bool = False) -> dict:
         raise _damaged(path, error) from None
 
 
-def _require_torch_file(path: Path) -> None:
-    with open(path, "rb") as handle:
-        head = handle.read(len(ZIP_MAGIC))
-    if not (head.startswith(ZIP_MAGIC) or head.startswith(PICKLE_MAGIC)):
-        raise CheckpointError(
-            f"{path}: not a checkpoint (a file written by torch.save starts as a zip archive "
-            "or a pickle; this one is neither)"
-        )
-
-
-def _is_zip(path: Path) -> bool:
-    with open(path, "rb") as handle:
-        return handle.read(len(ZIP_MAGIC)) == ZIP_MAGIC
-
-
 def _damaged(path: Path, error: Exception) -> CheckpointError:
     reason = (str(error).splitlines() or [type(error).__name__])[0].split(". This is")[0]
-    return CheckpointError(
-        f"{path}: not a readable checkpoint, truncated or damaged ({reason or type(error).__name__})"
-    )
+    return CheckpointError(f"{path}: not a readable checkpoint, truncated or damaged ({reason})")
 
 
 def _rejected_object(error: Exception) -> str:

@@ -12,7 +12,7 @@ from pathlib import Path
 from tokenizers import Tokenizer
 
 from bertlab.checkpoints.hf import read_hf_config
-from bertlab.checkpoints.init import HF_DIRECTORY, WEIGHTS, ResolvedInit, resolve
+from bertlab.checkpoints.init import CHECKPOINT, HF_DIRECTORY, ResolvedInit, resolve
 from bertlab.errors import CheckpointError
 from bertlab.model import BertConfig, BertModel
 from bertlab.tasks.base import BertTaskModule
@@ -56,12 +56,8 @@ def load_module(path: str | Path) -> tuple[BertTaskModule, Tokenizer]:
 
 
 def _load_bertlab_module(source: ResolvedInit) -> tuple[BertTaskModule, Tokenizer]:
-    checkpoint = source.checkpoint or {}
-    if (
-        source.kind == WEIGHTS
-        or "hyper_parameters" not in checkpoint
-        or "state_dict" not in checkpoint
-    ):
+    checkpoint = source.contents if source.kind == CHECKPOINT else {}
+    if "hyper_parameters" not in checkpoint or "state_dict" not in checkpoint:
         raise CheckpointError(
             f"{source.spec}: not a bertlab checkpoint (no hyper_parameters or state_dict)"
         )

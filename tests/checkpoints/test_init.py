@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from omegaconf import OmegaConf
 from safetensors.torch import save_file
 from test_hf import BERTLAB_MODEL, save_hf_model, save_module_checkpoint, tiny_tokenizer
 from test_hf_init import FAST_FINE_TUNE
@@ -17,8 +18,9 @@ from bertlab.checkpoints.init import CHECKPOINT, HF_DIRECTORY, WEIGHTS, resolve
 from bertlab.cli.errors import EXIT_USER_ERROR, exit_on_user_errors
 from bertlab.cli.train import train
 from bertlab.errors import CheckpointError, ConfigError
+from bertlab.model import BertConfig, BertForPreTraining, count_parameters
 from bertlab.tasks.pretrain import PretrainingModule
-from bertlab.validation import validate_config
+from bertlab.validation import LARGE, estimated_parameters, validate_config
 
 pytest.importorskip("transformers")
 
@@ -200,3 +202,11 @@ def test_a_tokenizer_path_that_is_not_a_tokenizer_names_the_file(
     with pytest.raises(ConfigError) as error:
         pipeline.resolve_tokenizer(make_config(f"tokenizer.path={path}"), None, None)
     assert str(error.value).startswith(f"tokenizer.path={path}: not a tokenizer file ({reason})")
+
+
+@pytest.mark.parametrize("model", ["tiny", "base"])
+def test_the_estimate_counts_what_the_model_builds(make_config, model) -> None:
+    section = OmegaConf.to_container(make_config(f"model={model}").model)
+    architecture = {k: v for k, v in section.items() if k in LARGE}
+    built = BertForPreTraining(BertConfig.from_dict(section, vocab_size=1000))
+    assert estimated_parameters(architecture, 1000) == count_parameters(built)
