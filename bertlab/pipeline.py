@@ -51,7 +51,7 @@ def build_datamodule(cfg: DictConfig) -> BertDataModule:
 def resolve_tokenizer(
     cfg: DictConfig, datamodule: BertDataModule, init: ResolvedInit | None
 ) -> Tokenizer:
-    """tokenizer.path, else the one saved with model.init (`init`), else one trained on the task's text."""
+    """tokenizer.path, else the one saved with model.init (`init`), else one trained on the data."""
     if cfg.tokenizer.path:
         return _tokenizer_file(cfg.tokenizer.path, cfg.tokenizer.lowercase)
     if init is not None:

@@ -74,7 +74,8 @@ def export_onnx(module: BertTaskModule, out: Path, opset: int = DEFAULT_OPSET) -
     path = out / "model.onnx"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # tracer and legacy-exporter notices
-        # The TorchScript-based exporter: the torch.export one needs onnxscript, not in the `onnx` extra.
+        # The TorchScript-based exporter: the torch.export one needs onnxscript, which the
+        # `onnx` extra does not install.
         torch.onnx.export(
             serving,
             example_inputs(module.model.config),

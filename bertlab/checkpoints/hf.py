@@ -124,7 +124,8 @@ def read_hf_config(directory: str | Path) -> dict:
     position_type = config.get("position_embedding_type", "absolute")
     if position_type != "absolute":
         raise CheckpointError(
-            f"{path}: position_embedding_type={position_type!r}; bertlab has absolute positions only"
+            f"{path}: position_embedding_type={position_type!r}; "
+            "bertlab has absolute positions only"
         )
     return config
 
@@ -232,7 +233,7 @@ def write_config(module: BertTaskModule, out: Path) -> None:
 
 
 def write_tokenizer(tokenizer: Tokenizer, out: Path, max_length: int) -> None:
-    """tokenizer.json + vocab.txt, and tokenizer_config.json so AutoTokenizer picks BertTokenizer."""
+    """tokenizer.json + vocab.txt, and tokenizer_config.json: AutoTokenizer picks BertTokenizer."""
     save_tokenizer(tokenizer, out)
     pad, unk, cls, sep, mask = SPECIAL_TOKENS
     settings = {

@@ -65,7 +65,7 @@ class ResolvedInit:
 
     @functools.cached_property
     def tokenizer(self) -> Tokenizer | None:
-        """The tokenizer saved with the weights (in the `.ckpt`, the directory, or beside the file)."""
+        """The tokenizer saved with the weights: in the `.ckpt`, the directory, or beside it."""
         if self.kind == HF_DIRECTORY:
             has_one = any((self.path / name).exists() for name in (TOKENIZER_FILE, VOCAB_FILE))
             return load_hf_tokenizer(self.path) if has_one else None
@@ -91,7 +91,7 @@ class ResolvedInit:
 
 
 def resolve(spec: str | Path, key: str | None = "model.init") -> ResolvedInit:
-    """Find and open `spec`; errors name `key` (the setting that gave it; None: a command argument)."""
+    """Find and open `spec`; errors name `key`, the setting that gave it (None: an argument)."""
     text = str(spec)
     if text.startswith(HUB_PREFIX):
         directory = download(text.removeprefix(HUB_PREFIX), key)

@@ -109,7 +109,7 @@ def encoder_weights(checkpoint: dict) -> dict[str, torch.Tensor]:
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
-    """`TorchCheckpointIO` whose local saves are all-or-nothing (remote URLs keep Lightning's path)."""
+    """`TorchCheckpointIO` whose local saves are all-or-nothing (remote URLs: Lightning's way)."""
 
     def save_checkpoint(
         self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any | None = None

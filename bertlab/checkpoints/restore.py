@@ -92,7 +92,8 @@ def load_hf_module(source: ResolvedInit) -> tuple[BertTaskModule, Tokenizer]:
     else:
         raise CheckpointError(
             f"{directory / 'config.json'}: architectures={architectures}; bertlab-predict takes "
-            "BertForSequenceClassification or BertForQuestionAnswering (bertlab-embed takes any BERT)"
+            "BertForSequenceClassification or BertForQuestionAnswering "
+            "(bertlab-embed takes any BERT)"
         )
     missing, _ = module.model.load_state_dict(source.state_dict, strict=False)
     missing = [key for key in missing if not key.startswith("bert.pooler.")]  # QA has no pooler

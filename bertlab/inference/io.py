@@ -1,4 +1,4 @@
-"""Inputs and outputs of the inference commands: JSON Lines (or plain text lines) in, JSON Lines out."""
+"""The inference commands' inputs and outputs: JSON Lines (or text lines) in, JSON Lines out."""
 
 from __future__ import annotations
 

@@ -69,7 +69,7 @@ def answer_questions(
 
 
 def qa_window_settings(max_length: int) -> WindowSettings:
-    """The reference's 64-token questions and 128-token stride at 384, scaled down for short models."""
+    """The reference's 64-token questions and 128-token stride at 384, scaled to `max_length`."""
     return WindowSettings(
         max_seq_length=max_length,
         doc_stride=min(128, max_length // 3),
