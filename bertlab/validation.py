@@ -205,7 +205,7 @@ def _check_callbacks(cfg: DictConfig) -> None:
 
 
 def _check_init(cfg: DictConfig) -> ResolvedInit | None:
-    """model.init must resolve, its architecture fit, and a classifier's labels match task.labels."""
+    """model.init resolves, its architecture fits, a classifier's labels match task.labels."""
     spec = _value(cfg, "model.init")
     if spec is None:
         return None
