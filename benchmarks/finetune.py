@@ -158,11 +158,11 @@ def bertlab_epoch(cfg, precision: str) -> tuple[Callable[[], int], object, objec
     """One epoch of bertlab fine-tuning per call; also returns the tokenizer and the data."""
     pl.seed_everything(0)
     datamodule = pipeline.build_datamodule(cfg)
-    tokenizer = pipeline.resolve_tokenizer(cfg, datamodule)
+    tokenizer = pipeline.resolve_tokenizer(cfg, datamodule, init=None)
     datamodule.set_tokenizer(tokenizer)
     datamodule.prepare_data()
     datamodule.setup("fit")
-    module = pipeline.build_module(cfg, datamodule, tokenizer)
+    module = pipeline.build_module(cfg, datamodule, tokenizer, init=None)
 
     def run() -> int:
         trainer = instantiate(

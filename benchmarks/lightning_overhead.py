@@ -143,11 +143,11 @@ def main() -> None:
         cfg = config(corpus, work, args.model, args.steps)
         pl.seed_everything(cfg.seed)
         datamodule = pipeline.build_datamodule(cfg)
-        tokenizer = pipeline.resolve_tokenizer(cfg, datamodule)
+        tokenizer = pipeline.resolve_tokenizer(cfg, datamodule, init=None)
         datamodule.set_tokenizer(tokenizer)
         datamodule.prepare_data()
         datamodule.setup("fit")
-        module = pipeline.build_module(cfg, datamodule, tokenizer)
+        module = pipeline.build_module(cfg, datamodule, tokenizer, init=None)
         settings = model_settings(args.model)
         flops = flops_per_sample(datamodule, settings, tokenizer.get_vocab_size(), args.steps)
         sides = {

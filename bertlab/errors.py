@@ -20,6 +20,10 @@ class CheckpointError(UserError, ValueError):
     """`model.init`, a `.ckpt` or a Hugging Face directory that cannot be used; the message names it."""
 
 
+class UnsafeCheckpointError(CheckpointError):
+    """A checkpoint holding objects other than tensors and plain values: loading it could run code."""
+
+
 class DataError(UserError, ValueError):
     """Bad input data. The message reads `path:line: what is wrong` (or `path: ...`)."""
 
@@ -31,3 +35,7 @@ class DataError(UserError, ValueError):
     def __reduce__(self):
         # Raised in preparation and DataLoader worker processes: it must survive pickling.
         return (type(self), (self.path, self.what, self.line))
+
+
+class NonFiniteError(UserError, FloatingPointError):
+    """A NaN or infinite loss or gradient, with the step it happened at (lower optimizer.lr)."""

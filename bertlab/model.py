@@ -202,6 +202,9 @@ class BertModel(nn.Module):
         self.embeddings = BertEmbeddings(config)
         self.encoder = BertEncoder(config)
         self.pooler = BertPooler(config) if add_pooling_layer else None
+        # Export (ONNX, TorchScript) sets this: a traced graph must apply the key mask to
+        # every batch, not freeze the unpadded-batch shortcut that `_key_mask` takes.
+        self.always_mask_keys = False
 
     def forward(
         self,
@@ -218,18 +221,20 @@ class BertModel(nn.Module):
         if token_type_ids is None:
             token_type_ids = torch.zeros_like(input_ids)
         x = self.embeddings(input_ids, token_type_ids)
-        sequence_output = self.encoder(x, _key_mask(attention_mask), output_positions)
+        key_mask = _key_mask(attention_mask, self.always_mask_keys)
+        sequence_output = self.encoder(x, key_mask, output_positions)
         pooled = self.pooler(sequence_output) if self.pooler is not None else None
         return sequence_output, pooled
 
 
-def _key_mask(attention_mask: torch.Tensor | None) -> torch.Tensor | None:
-    """(B, T) 1/0 padding mask -> (B, 1, 1, T) boolean key mask; None when nothing is padded."""
+def _key_mask(attention_mask: torch.Tensor | None, always: bool = False) -> torch.Tensor | None:
+    """(B, T) 1/0 padding mask -> (B, 1, 1, T) boolean key mask; None when nothing is padded
+    (unless `always`: applying an all-ones mask is exact, only slower)."""
     if attention_mask is None:
         return None
     # Skipping an all-ones mask lets SDPA use its fastest unmasked kernel, but the test reads
     # tensor values: tracing (ONNX, TorchScript) and torch.export would freeze one branch.
-    if not _tracing() and bool(attention_mask.all()):
+    if not always and not _tracing() and bool(attention_mask.all()):
         return None
     return attention_mask.bool()[:, None, None, :]
 

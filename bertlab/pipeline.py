@@ -15,15 +15,11 @@ from omegaconf import DictConfig, OmegaConf
 from tokenizers import Tokenizer
 
 from bertlab.callbacks.summary import ParameterSummary
-from bertlab.checkpoint import (
-    init_model_config,
-    load_pretrained,
-    tokenizer_from_checkpoint,
-)
-from bertlab.checkpoint_io import AtomicCheckpointIO
+from bertlab.checkpoints.init import ResolvedInit, init_model_config, load_pretrained
+from bertlab.checkpoints.io import AtomicCheckpointIO
 from bertlab.data.base import BertDataModule
 from bertlab.data.cache import cached_dir, fingerprint
-from bertlab.errors import ConfigError
+from bertlab.errors import CheckpointError, ConfigError
 from bertlab.runtime.loggers import build_loggers
 from bertlab.runtime.quiet import quiet_lightning
 from bertlab.runtime.rundir import RunDir
@@ -49,17 +45,18 @@ def build_datamodule(cfg: DictConfig) -> BertDataModule:
         raise ConfigError(f"task {cfg.task.name}: {error} (check the task.* keys)") from None
 
 
-def resolve_tokenizer(cfg: DictConfig, datamodule: BertDataModule) -> Tokenizer:
-    """tokenizer.path, else the one saved with model.init, else one trained on the task's text."""
+def resolve_tokenizer(
+    cfg: DictConfig, datamodule: BertDataModule, init: ResolvedInit | None
+) -> Tokenizer:
+    """tokenizer.path, else the one saved with model.init (`init`), else one trained on the data."""
     if cfg.tokenizer.path:
-        return load_tokenizer(cfg.tokenizer.path, lowercase=cfg.tokenizer.lowercase)
-    if cfg.model.init:
-        tokenizer = tokenizer_from_checkpoint(cfg.model.init)
-        if tokenizer is None:
-            raise ValueError(
-                f"model.init={cfg.model.init} carries no tokenizer; set tokenizer.path"
+        return _tokenizer_file(cfg.tokenizer.path, cfg.tokenizer.lowercase)
+    if init is not None:
+        if init.tokenizer is None:
+            raise CheckpointError(
+                f"model.init={init.spec} carries no tokenizer; set tokenizer.path"
             )
-        return tokenizer
+        return init.tokenizer
     settings = to_dict(cfg.tokenizer)
     settings.pop("path")
     key = fingerprint(datamodule.data_fingerprint(), settings)
@@ -72,15 +69,35 @@ def resolve_tokenizer(cfg: DictConfig, datamodule: BertDataModule) -> Tokenizer:
     return load_tokenizer(cached_dir(cfg.cache_dir, "tokenizer", key, train) / TOKENIZER_FILE)
 
 
+def _tokenizer_file(path: str, lowercase: bool | None) -> Tokenizer:
+    """`tokenizer.path`, read; a file that is no tokenizer at all is named as such."""
+    try:
+        return load_tokenizer(path, lowercase=lowercase)
+    except UnicodeDecodeError as error:  # a binary file given as vocab.txt
+        reason = f"not UTF-8 text at byte {error.start}"
+    except (ValueError, FileNotFoundError):  # already name the file and what is wrong in it
+        raise
+    except Exception as error:
+        if type(error) is not Exception:  # `tokenizers` raises a bare Exception for bad JSON
+            raise
+        reason = (str(error).splitlines() or ["unreadable"])[0]
+    raise ConfigError(
+        f"tokenizer.path={path}: not a tokenizer file ({reason}); give a tokenizer.json, "
+        "a vocab.txt (one token per line) or a directory holding one"
+    )
+
+
 def build_module(
     cfg: DictConfig,
     datamodule: BertDataModule,
     tokenizer: Tokenizer,
+    init: ResolvedInit | None,
     overrides: Sequence[str] = (),
 ) -> BertTaskModule:
+    """The task module; `init` is `model.init` resolved (None without one)."""
     # model.init's architecture (config.json or the checkpoint's) wins over the model group,
     # unless the command line set it (`model=base`, `model.num_layers=4`): then both must agree.
-    model_cfg = init_model_config(to_dict(cfg.model), overrides)
+    model_cfg = init_model_config(to_dict(cfg.model), init, overrides)
     module_class = get_class(cfg.task.module)
     module = module_class(
         model=model_cfg,
@@ -88,8 +105,8 @@ def build_module(
         vocab_size=tokenizer.get_vocab_size(),
         **datamodule.module_kwargs(),
     )
-    if model_cfg.get("init"):
-        load_pretrained(module.model, model_cfg["init"])
+    if init is not None:
+        load_pretrained(module.model, init)
     module.tokenizer_json = tokenizer.to_str()
     return module
 

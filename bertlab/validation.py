@@ -7,7 +7,9 @@ outside SQuAD) are skipped, so one function serves every task.
 
 from __future__ import annotations
 
+import dataclasses
 import math
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -16,8 +18,11 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.accelerators import AcceleratorRegistry
 from pytorch_lightning.strategies import StrategyRegistry
 
-from bertlab.errors import ConfigError
+from bertlab.checkpoints.init import ResolvedInit, resolve
+from bertlab.checkpoints.io import load_checkpoint
+from bertlab.errors import CheckpointError, ConfigError
 from bertlab.metrics import check_metric_names
+from bertlab.model import BertConfig
 from bertlab.runtime.rundir import RunDir
 
 SPECIAL_TOKENS_WITH_QUESTION = 3  # [CLS] question [SEP] context [SEP]
@@ -31,8 +36,12 @@ DEVICES_ALLOWED = (
 )
 
 
-def validate_config(cfg: DictConfig) -> None:
-    """Raise ConfigError on the first value that cannot work, before data or model are built."""
+def validate_config(cfg: DictConfig) -> ResolvedInit | None:
+    """Raise a UserError on the first value that cannot work, before data or model are built.
+
+    Returns `model.init` resolved (None without one): validation has to open it, and the
+    run reuses what it read rather than reading the checkpoint again.
+    """
     for check in (
         _check_optimizer,
         _check_batches,
@@ -43,10 +52,11 @@ def validate_config(cfg: DictConfig) -> None:
         _check_training_length,
         _check_callbacks,
         _check_trainer,
-        _check_init,
         _check_resume,
+        _check_model_memory,
     ):
         check(cfg)
+    return _check_init(cfg)
 
 
 # ---- helpers ------------------------------------------------------------------------------
@@ -302,34 +312,26 @@ def _as_number(value):
     return int(value) if isinstance(value, str) and value.strip().lstrip("-").isdigit() else value
 
 
-def _check_init(cfg: DictConfig) -> None:
-    """model.init must exist; a classification checkpoint's labels must match task.labels."""
-    init = _value(cfg, "model.init")
-    if init is None:
-        return
-    path = Path(str(init)).expanduser()
-    if not path.exists():
-        _fail("model.init", str(init), "no such file or directory (a .ckpt or a Hugging Face dir)")
+def _check_init(cfg: DictConfig) -> ResolvedInit | None:
+    """model.init resolves, its architecture fits, a classifier's labels match task.labels."""
+    spec = _value(cfg, "model.init")
+    if spec is None:
+        return None
+    init = resolve(str(spec))
+    if init.architecture is not None:
+        _check_model_size(init.architecture, f"model.init={spec} has ", _vocab_size(cfg, init))
     labels = _value(cfg, "task.labels")
-    if labels is None or path.suffix != ".ckpt":
-        return
-    trained = _checkpoint_hyperparameters(path).get("label_names")
-    if trained is not None and [str(x) for x in trained] != [str(x) for x in labels]:
+    trained = init.hyper_parameters.get("label_names")
+    if labels is None or trained is None:
+        return init
+    if [str(x) for x in trained] != [str(x) for x in labels]:
         _fail(
             "task.labels",
             [str(x) for x in labels],
-            f"model.init={init} was fine-tuned on labels {list(trained)}: its classifier has "
+            f"model.init={spec} was fine-tuned on labels {list(trained)}: its classifier has "
             f"{len(trained)} outputs in that order; use those labels or a pretraining checkpoint",
         )
-
-
-def _checkpoint_hyperparameters(path: Path) -> dict:
-    """Memory-mapped, so a large checkpoint costs no read here; unreadable ones fail later, named."""
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except Exception:  # noqa: BLE001 - bertlab.checkpoint reports it properly when loading
-        return {}
-    return checkpoint.get("hyper_parameters", {}) if isinstance(checkpoint, dict) else {}
+    return init
 
 
 def _check_resume(cfg: DictConfig) -> None:
@@ -337,6 +339,76 @@ def _check_resume(cfg: DictConfig) -> None:
         return
     last = RunDir(Path(str(_value(cfg, "run_dir")))).last_checkpoint
     if not last.exists():  # the same error the pipeline raises, only before the data is built
-        raise FileNotFoundError(
+        raise ConfigError(
             f"resume=true but {last} does not exist; set hydra.run.dir to the run dir to continue"
         )
+    try:  # memory-mapped: only the structure is read, Lightning loads the weights later
+        load_checkpoint(last, mmap=True)
+    except CheckpointError as error:
+        raise CheckpointError(
+            f"resume=true: {error}; restore it from a copy, or start a new run without resume"
+        ) from None
+
+
+# ---- model size ---------------------------------------------------------------------------
+
+# BERT-large: the yardstick for which dimension of an oversized model is out of proportion.
+LARGE = {"hidden_size": 1024, "intermediate_size": 4096, "num_layers": 24}
+LARGE |= {"max_position_embeddings": 512, "type_vocab_size": 2}
+BYTES_PER_PARAMETER = 4  # float32 weights; training adds gradients and optimizer state
+
+
+def _check_model_memory(cfg: DictConfig) -> None:
+    model = OmegaConf.to_container(cfg.model, resolve=True) if "model" in cfg else {}
+    _check_model_size(model, "model.", _vocab_size(cfg))
+
+
+def _vocab_size(cfg: DictConfig, init: ResolvedInit | None = None) -> int:
+    from_init = (init.architecture or {}).get("vocab_size") if init is not None else None
+    return int(from_init or _value(cfg, "tokenizer.vocab_size") or BertConfig.vocab_size)
+
+
+def estimated_parameters(architecture: dict, vocab_size: int) -> int:
+    """BERT with pooler and pretraining heads, counted from its dimensions before building it."""
+    config = dataclasses.replace(BertConfig(), **architecture, vocab_size=vocab_size)
+    hidden, inner, vocab = config.hidden_size, config.intermediate_size, config.vocab_size
+    positions = config.max_position_embeddings + config.type_vocab_size
+    embeddings = (vocab + positions) * hidden + 2 * hidden
+    layer = 4 * (hidden * hidden + hidden) + 2 * hidden * inner + inner + 5 * hidden
+    pooler = hidden * hidden + hidden
+    pretraining_heads = (hidden * hidden + 3 * hidden + vocab) + (2 * hidden + 2)  # MLM, NSP
+    return embeddings + config.num_layers * layer + pooler + pretraining_heads
+
+
+def _check_model_size(architecture: dict, source: str, vocab_size: int) -> None:
+    """Refuse, before anything is allocated, weights that cannot fit in this machine's memory."""
+    dimensions = {k: v for k, v in architecture.items() if k in LARGE}
+    if not all(_is_int(v) and v >= 1 for v in dimensions.values()) or not _memory_bytes():
+        return  # the type checks name bad values; an unknown memory size checks nothing
+    parameters = estimated_parameters(dimensions, vocab_size)
+    needed, available = parameters * BYTES_PER_PARAMETER, _memory_bytes()
+    if needed <= available or not dimensions:
+        return
+    key = max(dimensions, key=lambda k: dimensions[k] / LARGE[k])
+    raise ConfigError(
+        f"{source}{key}={dimensions[key]}: the model would hold about {parameters:.2g} "
+        f"parameters ({_size(needed)} in float32), more than this machine's {_size(available)} "
+        "of memory; choose a smaller model"
+    )
+
+
+def _memory_bytes() -> int | None:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):  # not POSIX
+        return None
+
+
+def _size(size: int) -> str:
+    """Bytes in GiB, or the binary unit above it that keeps the number below 1024."""
+    value = size / 2**30
+    for unit in ("GiB", "TiB", "PiB"):
+        if value < 1024:
+            return f"{value:.3g} {unit}"
+        value /= 1024
+    return f"{value:.3g} EiB"

@@ -165,7 +165,7 @@ def config_for(composed, reader: Reader, data_dir: Path, data_file: Path) -> Dic
 def run_data_steps(cfg: DictConfig) -> None:
     """What bertlab-train does before building the model, in the same order."""
     datamodule = pipeline.build_datamodule(cfg)
-    tokenizer = pipeline.resolve_tokenizer(cfg, datamodule)
+    tokenizer = pipeline.resolve_tokenizer(cfg, datamodule, init=None)
     datamodule.set_tokenizer(tokenizer)
     datamodule.prepare_data()
     datamodule.module_kwargs()

@@ -20,9 +20,10 @@ from test_hf import (
 )
 from test_readers import write_glue_task
 
-from bertlab.cli.export import export, main
+from bertlab.checkpoints.export import export
+from bertlab.checkpoints.restore import load_module
+from bertlab.cli.export import main
 from bertlab.cli.train import train
-from bertlab.inference import load_module
 from bertlab.tasks.classify import ClassificationModule
 from bertlab.tasks.pretrain import PretrainingModule
 from bertlab.tasks.qa import QuestionAnsweringModule

@@ -14,15 +14,10 @@ import pytorch_lightning as pl
 import torch
 from conftest import WORDS
 
-from bertlab import hf
-from bertlab.checkpoint import (
-    UnsafeCheckpointError,
-    checkpoint_model_config,
-    init_model_config,
-    load_checkpoint,
-    load_pretrained,
-    tokenizer_from_checkpoint,
-)
+from bertlab.checkpoints import hf
+from bertlab.checkpoints.init import init_model_config, load_pretrained, resolve
+from bertlab.checkpoints.io import load_checkpoint
+from bertlab.errors import CheckpointError, UnsafeCheckpointError
 from bertlab.model import (
     BertConfig,
     BertForPreTraining,
@@ -123,7 +118,7 @@ def save_module_checkpoint(module: BertTaskModule, tokenizer, path: Path) -> Pat
 def bertlab_from_hf(directory: Path, model_class, **head):
     config = BertConfig.from_dict(hf.hf_model_config(directory))
     model = model_class(config, **head).eval()
-    load_pretrained(model, directory)
+    load_pretrained(model, resolve(directory))
     return model
 
 
@@ -227,7 +222,7 @@ def test_config_json_becomes_the_bertlab_model_section(tmp_path: Path, tokenizer
         "attention_dropout": 0.1,
         "initializer_range": 0.02,
     }
-    assert checkpoint_model_config(tmp_path) == hf.hf_model_config(tmp_path)
+    assert resolve(tmp_path).architecture == hf.hf_model_config(tmp_path)
 
 
 def test_unsupported_configs_are_named(tmp_path: Path) -> None:
@@ -237,7 +232,7 @@ def test_unsupported_configs_are_named(tmp_path: Path) -> None:
     (tmp_path / "config.json").write_text(json.dumps({"hidden_act": "swish"}))
     with pytest.raises(ValueError, match="hidden_act='swish' is not supported"):
         hf.hf_model_config(tmp_path)
-    with pytest.raises(FileNotFoundError, match="no model.safetensors or pytorch_model.bin"):
+    with pytest.raises(CheckpointError, match="no model.safetensors or pytorch_model.bin"):
         hf.load_hf_state_dict(tmp_path)
 
 
@@ -247,17 +242,20 @@ def test_model_init_takes_the_architecture_unless_the_command_line_chose_it(
     save_hf_model(tmp_path, "BertForPreTraining", tokenizer)
     tiny = {"name": "tiny", "num_layers": 2, "hidden_size": 128, "num_heads": 2}
     tiny |= {"intermediate_size": 512, "max_position_embeddings": 512, "init": str(tmp_path)}
-    inherited = init_model_config(tiny, overrides=["task=glue/sst2", f"model.init={tmp_path}"])
+    init = resolve(tmp_path)
+    inherited = init_model_config(
+        tiny, init, overrides=["task=glue/sst2", f"model.init={tmp_path}"]
+    )
     assert {k: inherited[k] for k in BERTLAB_MODEL} == BERTLAB_MODEL
     assert inherited["name"] == tmp_path.name
 
     with pytest.raises(ValueError) as error:
-        init_model_config(tiny, overrides=["model=tiny"])
+        init_model_config(tiny, init, overrides=["model=tiny"])
     assert "model.hidden_size=128" in str(error.value) and "hidden_size=32" in str(error.value)
     with pytest.raises(ValueError, match="model.num_heads=2 but .* has num_heads=4"):
-        init_model_config({**tiny, "hidden_size": 32}, overrides=["model.num_heads=2"])
+        init_model_config({**tiny, "hidden_size": 32}, init, overrides=["model.num_heads=2"])
     chosen_dropout = {**tiny, "hidden_dropout": 0.3, "attention_dropout": 0.0}
-    dropout = init_model_config(chosen_dropout, overrides=["model.hidden_dropout=0.3"])
+    dropout = init_model_config(chosen_dropout, init, overrides=["model.hidden_dropout=0.3"])
     assert (dropout["hidden_size"], dropout["hidden_dropout"], dropout["attention_dropout"]) == (
         32,
         0.3,
@@ -269,7 +267,7 @@ def test_tokenizer_of_a_transformers_directory_encodes_as_transformers(
     tmp_path: Path, tokenizer
 ) -> None:
     save_hf_model(tmp_path, "BertForPreTraining", tokenizer)
-    ours = tokenizer_from_checkpoint(tmp_path)
+    ours = resolve(tmp_path).tokenizer
     theirs = transformers.AutoTokenizer.from_pretrained(tmp_path)
     for a, b in PAIRS:
         encoding = ours.encode(a.title(), b)
@@ -301,14 +299,14 @@ def test_hub_name_downloads_through_huggingface_hub(tmp_path: Path, tokenizer, m
         return str(tmp_path)
 
     monkeypatch.setattr(huggingface_hub, "snapshot_download", snapshot_download)
-    hf.download.cache_clear()
-    assert hf.resolve_init("hf:someone/tiny-bert") == tmp_path
-    assert checkpoint_model_config("hf:someone/tiny-bert") == hf.hf_model_config(tmp_path)
+    init = resolve("hf:someone/tiny-bert")
+    assert init.path == tmp_path
+    assert init.architecture == hf.hf_model_config(tmp_path)
     model = BertForPreTraining(BertConfig.from_dict(hf.hf_model_config(tmp_path)))
-    assert load_pretrained(model, "hf:someone/tiny-bert")["unused"] == []
+    assert load_pretrained(model, init)["unused"] == []
+    assert init.tokenizer is not None
     assert len(requests) == 1  # one download serves config, tokenizer and weights
     assert "model.safetensors" in requests[0][1] and "pytorch_model.bin" not in requests[0][1]
-    hf.download.cache_clear()
 
 
 def test_hub_name_offline_is_a_clear_error(monkeypatch) -> None:
@@ -319,12 +317,10 @@ def test_hub_name_offline_is_a_clear_error(monkeypatch) -> None:
         raise LocalEntryNotFoundError("Cannot find the requested files in the local cache")
 
     monkeypatch.setattr(huggingface_hub, "snapshot_download", offline)
-    hf.download.cache_clear()
     with pytest.raises(ValueError) as error:
-        checkpoint_model_config("hf:someone/missing")
+        resolve("hf:someone/missing")
     message = str(error.value)
     assert "model.init=hf:someone/missing" in message and "set model.init=DIR" in message
-    hf.download.cache_clear()
 
 
 # ---- safe loading -------------------------------------------------------------------------

@@ -5,8 +5,8 @@ import pytest
 from test_hf import BERTLAB_MODEL, save_hf_model, tiny_tokenizer
 from test_readers import write_glue_task
 
+from bertlab.checkpoints.restore import load_module
 from bertlab.cli.train import train
-from bertlab.inference import load_module
 
 FAST_FINE_TUNE = [
     "task=glue/sst2",

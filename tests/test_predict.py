@@ -19,9 +19,9 @@ from test_hf import (
     write_malicious_checkpoint,
 )
 
+from bertlab.checkpoints.export import export
+from bertlab.checkpoints.restore import load_module
 from bertlab.cli import embed, predict
-from bertlab.cli.export import export
-from bertlab.inference import load_module
 
 CONTEXT = (
     "The river runs under the stone bridge. A silver lantern hangs in the harbor every winter "

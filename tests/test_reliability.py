@@ -27,11 +27,10 @@ from test_readers import write_custom
 
 from bertlab import pipeline
 from bertlab.atomic import write_text_atomically
-from bertlab.callbacks.nonfinite import NonFiniteError
 from bertlab.callbacks.resume import training_position
 from bertlab.callbacks.stop import RunInterrupted
-from bertlab.checkpoint import load_checkpoint
-from bertlab.checkpoint_io import AtomicCheckpointIO
+from bertlab.checkpoints.io import AtomicCheckpointIO, load_checkpoint
+from bertlab.errors import NonFiniteError
 from bertlab.cli.train import train
 from bertlab.errors import ConfigError
 from bertlab.runtime.results import ValidationRecorder

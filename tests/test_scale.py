@@ -125,10 +125,10 @@ def weights_after_one_step(make_config, corpus: Path, *overrides: str) -> dict:
     cfg = make_config(*FAST_PRETRAINING, *EQUAL_MASKS, f"task.corpus={corpus}", *overrides)
     pl.seed_everything(cfg.seed, workers=True)
     datamodule = pipeline.build_datamodule(cfg)
-    tokenizer = pipeline.resolve_tokenizer(cfg, datamodule)
+    tokenizer = pipeline.resolve_tokenizer(cfg, datamodule, init=None)
     datamodule.set_tokenizer(tokenizer)
     datamodule.prepare_data()
-    module = pipeline.build_module(cfg, datamodule, tokenizer)
+    module = pipeline.build_module(cfg, datamodule, tokenizer, init=None)
     trainer = instantiate(
         cfg.trainer,
         max_steps=1,

@@ -9,13 +9,9 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import Callback
 
-from bertlab.errors import ConfigError
+from bertlab.errors import ConfigError, NonFiniteError
 
 log = logging.getLogger(__name__)
-
-
-class NonFiniteError(FloatingPointError):
-    """A NaN or infinite loss or gradient, with the step it happened at."""
 
 
 class NonFiniteGuard(Callback):

@@ -17,16 +17,12 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from bertlab.checkpoints.restore import load_encoder
 from bertlab.cli.errors import exit_on_user_errors
-from bertlab.inference import (
-    SentenceEncoder,
-    batched,
-    embed,
-    load_encoder,
-    read_input_file,
-    require_text_fields,
-    write_json_lines,
-)
+from bertlab.errors import ConfigError
+from bertlab.inference.batches import SentenceEncoder, batched
+from bertlab.inference.embed import embed
+from bertlab.inference.io import read_input_file, require_text_fields, write_json_lines
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -49,9 +45,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
     if args.batch_size < 1:
-        raise ValueError(f"--batch-size={args.batch_size}: must be at least 1")
+        raise ConfigError(f"--batch-size={args.batch_size}: must be at least 1")
     if args.format == "npy" and not args.out:
-        raise ValueError("--format npy writes a binary array: set --out FILE.npy")
+        raise ConfigError("--format npy writes a binary array: set --out FILE.npy")
     records, source = read_input_file(args.input)
     require_text_fields(records, ("text",), ("text_pair",), source)
     encoder, tokenizer = load_encoder(args.model)

@@ -7,13 +7,11 @@ import logging
 import os
 import sys
 
-from bertlab.callbacks.nonfinite import NonFiniteError
-from bertlab.checkpoint import UnsafeCheckpointError
 from bertlab.errors import UserError
 from bertlab.runtime.hydra import in_multirun
 
-# TRANSITION (issue 12): ValueError/FileNotFoundError go once every module raises UserError.
-USER_ERRORS = (UserError, ValueError, FileNotFoundError, UnsafeCheckpointError, NonFiniteError)
+# Only errors the user can fix are shortened; anything else is a bug and keeps its traceback.
+USER_ERRORS = (UserError,)
 EXIT_USER_ERROR = 2
 
 

@@ -15,8 +15,11 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
+from bertlab.checkpoints.restore import load_module
 from bertlab.cli.errors import exit_on_user_errors
-from bertlab.inference import load_module, predict, read_input_file, write_json_lines
+from bertlab.errors import ConfigError
+from bertlab.inference.io import read_input_file, write_json_lines
+from bertlab.inference.predict import predict
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -46,7 +49,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
     if args.batch_size < 1:
-        raise ValueError(f"--batch-size={args.batch_size}: must be at least 1")
+        raise ConfigError(f"--batch-size={args.batch_size}: must be at least 1")
     records, source = read_input_file(args.input)  # all of it first: bad lines fail before work
     module, tokenizer = load_module(args.checkpoint)
     rows = predict(

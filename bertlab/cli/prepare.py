@@ -10,6 +10,7 @@ from omegaconf import DictConfig
 from rich.console import Console
 
 from bertlab import pipeline
+from bertlab.checkpoints.init import resolve
 from bertlab.cli.errors import exit_on_user_errors
 
 
@@ -17,7 +18,8 @@ from bertlab.cli.errors import exit_on_user_errors
 @exit_on_user_errors
 def main(cfg: DictConfig) -> None:
     datamodule = pipeline.build_datamodule(cfg)
-    tokenizer = pipeline.resolve_tokenizer(cfg, datamodule)
+    init = resolve(cfg.model.init) if cfg.model.init else None  # its tokenizer, if it has one
+    tokenizer = pipeline.resolve_tokenizer(cfg, datamodule, init)
     datamodule.set_tokenizer(tokenizer)
     datamodule.prepare_data()
     console = Console()

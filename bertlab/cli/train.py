@@ -26,15 +26,15 @@ from bertlab.validation import validate_config
 def train(cfg: DictConfig, overrides: Sequence[str] = ()) -> float:
     """One run. Returns the task's objective metric (what a sweeper optimises)."""
     started = time.time()
-    validate_config(cfg)  # reject contradictory settings before any data is read
+    init = validate_config(cfg)  # before any data is read; model.init is opened here, once
     run_dir = RunDir.of(cfg)
     with claimed(run_dir, cfg.resume), wandb_run.finished_after():
         pl.seed_everything(cfg.seed, workers=True)
         datamodule = pipeline.build_datamodule(cfg)
-        tokenizer = pipeline.resolve_tokenizer(cfg, datamodule)
+        tokenizer = pipeline.resolve_tokenizer(cfg, datamodule, init)
         datamodule.set_tokenizer(tokenizer)
         datamodule.prepare_data()
-        module = pipeline.build_module(cfg, datamodule, tokenizer, overrides)
+        module = pipeline.build_module(cfg, datamodule, tokenizer, init, overrides)
         results.write_tokenizer_files(run_dir, tokenizer)
 
         recorder = results.ValidationRecorder()

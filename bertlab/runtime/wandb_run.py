@@ -18,7 +18,7 @@ from contextlib import contextmanager
 import pytorch_lightning as pl
 from pytorch_lightning.loggers import WandbLogger
 
-from bertlab.checkpoint import load_checkpoint
+from bertlab.checkpoints.io import load_checkpoint
 from bertlab.runtime.hydra import sweep_dir, swept_overrides
 from bertlab.runtime.rundir import RunDir
 

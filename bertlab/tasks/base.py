@@ -64,7 +64,7 @@ class BertTaskModule(pl.LightningModule):
             self.log("train/tokens_per_sec", tokens / seconds, on_step=True, on_epoch=False)
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        # Lightning saves the hyperparameters but not the class; bertlab.inference reads this.
+        # Lightning saves the hyperparameters but not the class; checkpoints/restore.py reads this.
         checkpoint["module_class"] = type(self).__name__
         if self.tokenizer_json is not None:
             checkpoint["tokenizer"] = self.tokenizer_json

@@ -1,0 +1,120 @@
+"""A bertlab checkpoint as a Hugging Face directory, ONNX or TorchScript (`bertlab-export`).
+
+Every export also writes `config.json` (with `id2label` and `label2id` for classification)
+and the tokenizer. ONNX and TorchScript models take `input_ids`, `token_type_ids`,
+`attention_mask` (int64, batch x sequence, both axes dynamic) and return `logits`
+(classification), `score` (regression) or `start_logits` + `end_logits` (QA).
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from bertlab.checkpoints.hf import write_config, write_tokenizer, write_weights
+from bertlab.checkpoints.restore import load_module
+from bertlab.errors import CheckpointError, ConfigError
+from bertlab.model import BertConfig
+from bertlab.tasks.base import BertTaskModule
+from bertlab.tasks.classify import ClassificationModule
+from bertlab.tasks.qa import QuestionAnsweringModule
+
+FORMATS = ("hf", "onnx", "torchscript")
+INPUT_NAMES = ["input_ids", "token_type_ids", "attention_mask"]
+DEFAULT_OPSET = 17
+
+
+class ServingModel(nn.Module):
+    """The task network with the deployed inputs and outputs (regression: scores (B,)).
+
+    The encoder always applies the padding mask: a traced graph must not keep the
+    shortcut for unpadded batches (it branches on tensor values).
+    """
+
+    def __init__(self, module: BertTaskModule):
+        super().__init__()
+        self.model = module.model
+        self.model.bert.always_mask_keys = True
+        self.regression = bool(module.hparams.get("regression", False))
+
+    def forward(self, input_ids, token_type_ids, attention_mask):
+        outputs = self.model(input_ids, token_type_ids, attention_mask)
+        return outputs.squeeze(-1) if self.regression else outputs
+
+
+def output_axes(module: BertTaskModule) -> dict[str, dict[int, str]]:
+    """Output names and their dynamic axes."""
+    if isinstance(module, QuestionAnsweringModule):
+        per_token = {0: "batch", 1: "sequence"}
+        return {"start_logits": per_token, "end_logits": per_token}
+    if isinstance(module, ClassificationModule):
+        return {"score" if module.hparams.regression else "logits": {0: "batch"}}
+    raise CheckpointError(
+        f"{type(module).__name__} checkpoint: format=onnx and format=torchscript export "
+        "classification, regression and question answering checkpoints (format=hf exports any)"
+    )
+
+
+def example_inputs(config: BertConfig) -> tuple[torch.Tensor, ...]:
+    """A padded batch of two, so the traced graph keeps the padding mask."""
+    length = min(16, config.max_position_embeddings)
+    input_ids = torch.randint(0, config.vocab_size, (2, length))
+    attention_mask = torch.ones_like(input_ids)
+    attention_mask[1, length // 2 :] = 0
+    return input_ids, torch.zeros_like(input_ids), attention_mask
+
+
+def export_onnx(module: BertTaskModule, out: Path, opset: int = DEFAULT_OPSET) -> Path:
+    outputs = output_axes(module)
+    serving = ServingModel(module).eval()
+    dynamic_axes = {name: {0: "batch", 1: "sequence"} for name in INPUT_NAMES} | outputs
+    path = out / "model.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tracer and legacy-exporter notices
+        # The TorchScript-based exporter: the torch.export one needs onnxscript, which the
+        # `onnx` extra does not install.
+        torch.onnx.export(
+            serving,
+            example_inputs(module.model.config),
+            str(path),
+            input_names=INPUT_NAMES,
+            output_names=list(outputs),
+            dynamic_axes=dynamic_axes,
+            opset_version=opset,
+            dynamo=False,
+        )
+    return path
+
+
+def export_torchscript(module: BertTaskModule, out: Path) -> Path:
+    output_axes(module)  # refuses pretraining checkpoints
+    serving = ServingModel(module).eval()
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tracer notices
+        traced = torch.jit.trace(serving, example_inputs(module.model.config), check_trace=False)
+    path = out / "model.pt"
+    torch.jit.save(traced, str(path))
+    return path
+
+
+def export(
+    checkpoint: str | Path, format: str, out: str | Path, opset: int = DEFAULT_OPSET
+) -> Path:
+    """Write `checkpoint` as `format` into `out`; returns the model file."""
+    if format not in FORMATS:
+        raise ConfigError(f"format={format}: choose one of {', '.join(FORMATS)}")
+    module, tokenizer = load_module(checkpoint)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    if format == "hf":
+        path = write_weights(module, out)
+    elif format == "onnx":
+        path = export_onnx(module, out, opset)
+    else:
+        path = export_torchscript(module, out)
+    write_config(module, out)
+    write_tokenizer(tokenizer, out, module.model.config.max_position_embeddings)
+    return path
