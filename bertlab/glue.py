@@ -144,7 +144,7 @@ def _other_overrides(job_dir: Path, results: dict) -> list[str]:
         overrides = yaml.safe_load((job_dir / OVERRIDES_FILE).read_text())
     except (OSError, yaml.YAMLError):
         overrides = results.get("overrides")
-    ignored = {"task", "seed", "model.init", "glue_dir", "task.data_dir", "task.predict_test"}
+    ignored = {"task", "glue_task", "seed", "model.init", "glue_dir", "task.data_dir"}
     return [
         str(o)
         for o in overrides or []
@@ -237,11 +237,13 @@ class CheckpointRow:
 
 
 def glue_table(jobs: Sequence[GlueJob]) -> list[CheckpointRow]:
-    """One row per checkpoint (and per set of other overrides), in the order first seen."""
+    """One row per checkpoint (and per value of any override that differs between jobs)."""
+    shared = set.intersection(*(set(job.overrides) for job in jobs)) if jobs else set()
     rows: dict[tuple, CheckpointRow] = {}
     for job in jobs:
-        key = (job.init, tuple(sorted(job.overrides)))
-        row = rows.setdefault(key, CheckpointRow(job.init, job.overrides))
+        distinct = tuple(o for o in job.overrides if o not in shared)
+        key = (job.init, tuple(sorted(distinct)))
+        row = rows.setdefault(key, CheckpointRow(job.init, distinct))
         row.tasks.setdefault(job.task.key, TaskResult(job.task, [])).jobs.append(job)
     for row in rows.values():
         row.pretraining = pretraining_cost(row.init)

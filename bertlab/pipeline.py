@@ -134,6 +134,8 @@ def wandb_settings(settings: dict, cfg: DictConfig, overrides: list[str]) -> dic
         settings["name"] = " ".join(_swept(overrides)) or Path(cfg.run_dir).name
     if not settings.get("group"):
         settings["group"] = _sweep_name()
+    if not settings.get("tags"):  # a GLUE suite's jobs told apart by task and checkpoint
+        settings["tags"] = [cfg.task.name, f"init={cfg.model.init}"[-64:]]  # W&B: 64 chars a tag
     if not settings.get("mode"):
         settings["mode"] = os.environ.get("WANDB_MODE") or (
             "online" if _wandb_credentials() else "offline"
