@@ -6,9 +6,9 @@ around the whole sweep, whatever the launcher:
 
 - `on_multirun_start`: every swept task's folder must exist under `glue_dir`, so a typo
   fails in a second instead of after hours of the tasks before it;
-- `on_multirun_end` (also after a failed job): glue.json, glue.md and glue.csv in the sweep
-  dir, the leaderboard submission when the jobs wrote test predictions, and the table
-  as one W&B Table when the jobs logged to W&B.
+- `on_multirun_end` (also after a failed job): glue.json, glue.md, glue.csv and report.html
+  in the sweep dir, the leaderboard submission when the jobs wrote test predictions, and
+  the table as one W&B Table when the jobs logged to W&B.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
+from bertlab.dashboard import write_html_report
 from bertlab.errors import ConfigError, UserError
 from bertlab.glue import (
     DIAGNOSTIC_DIR,
@@ -32,6 +33,7 @@ from bertlab.glue import (
     markdown_rows,
     write_glue_files,
 )
+from bertlab.report import load_sweep
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +103,9 @@ class GlueSuiteCallback(Callback):
         log.info("GLUE score: %s (and glue.md, glue.csv)", files.json)
         for archive in collect_submission(files.rows, sweep_dir):
             log.info("GLUE submission: %s", archive)
+        sweep = load_sweep(sweep_dir)
+        html, warning = write_html_report(sweep, files.rows, sweep_dir)
+        log.info("report: %s%s", html, f" ({warning})" if warning else "")
         wandb_settings = _wandb_logger_settings(config)
         if wandb_settings is not None:
             log_wandb_table(files.rows, wandb_settings, group=str(sweep_dir))

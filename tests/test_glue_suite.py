@@ -152,6 +152,8 @@ def test_one_command_runs_nine_tasks_and_writes_the_glue_files_and_submission(
     )
     assert (sweep / "glue.md").read_text().startswith("# GLUE")
     assert (sweep / "glue.csv").exists()
+    page = (sweep / "report.html").read_text()
+    assert "<h2>GLUE</h2>" in page and "<h2>Learning curves</h2>" in page
 
     with zipfile.ZipFile(sweep / "submission" / "none.zip") as bundle:
         assert sorted(bundle.namelist()) == sorted(SUBMISSION_FILES)
