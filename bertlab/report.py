@@ -10,10 +10,11 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
 import re
 import statistics
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import yaml
@@ -274,16 +275,33 @@ def rank_configurations(
 
 
 def load_sweep(
-    sweep_dir: str | Path, objective: str | None = None, mode: str | None = None
+    sweep_dir: str | Path | Sequence[str | Path],
+    objective: str | None = None,
+    mode: str | None = None,
 ) -> Sweep:
-    """Read every job under `sweep_dir`; ReportError when there is nothing to report."""
-    sweep_dir = Path(sweep_dir)
-    if not sweep_dir.is_dir():
-        raise ReportError(f"{sweep_dir}: not a directory")
-    jobs, skipped = read_jobs(find_job_dirs(sweep_dir))
+    """Read every job under `sweep_dir` (or several); ReportError when there is nothing to report.
+
+    Jobs of several directories are told apart by a `source=DIR` entry among their
+    overrides, so equal overrides in two sweeps stay two configurations.
+    """
+    directories = (
+        [Path(sweep_dir)] if isinstance(sweep_dir, str | Path) else list(map(Path, sweep_dir))
+    )
+    jobs, skipped = [], []
+    for directory in directories:
+        if not directory.is_dir():
+            raise ReportError(f"{directory}: not a directory")
+        found, unreadable = read_jobs(find_job_dirs(directory))
+        if len(directories) > 1:
+            found = [
+                replace(job, overrides=(f"source={directory}", *job.overrides)) for job in found
+            ]
+        jobs, skipped = jobs + found, skipped + unreadable
+    sweep_dir = Path(os.path.commonpath(directories)) if len(directories) > 1 else directories[0]
     if not jobs:
         found = f" ({len(skipped)} job(s) without readable results)" if skipped else ""
-        raise ReportError(f"{sweep_dir}: no {RESULTS_FILE} found under it{found}")
+        names = ", ".join(map(str, directories))
+        raise ReportError(f"{names}: no {RESULTS_FILE} found under it{found}")
     objective, mode = choose_objective(jobs, objective, mode)
     configurations = rank_configurations(group_by_configuration(jobs), objective, mode)
     return Sweep(sweep_dir, jobs, skipped, objective, mode, configurations)

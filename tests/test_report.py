@@ -240,3 +240,89 @@ def test_report_numbers_equal_a_real_multiruns_results(tmp_path: Path) -> None:
         assert float(row["val/mlm_accuracy_std"]) == pytest.approx(statistics.stdev(objective))
     for name in ("objective_vs_optimizer.lr.png", "learning_curves.png"):
         assert (sweep / name).is_file()
+
+
+# ---- report.html, several directories, GLUE ------------------------------------------------
+
+
+def test_report_html_is_self_contained_with_tables_and_plots(sweep_dir: Path) -> None:
+    pytest.importorskip("matplotlib")
+    assert main([str(sweep_dir)]) == 0
+    page = (sweep_dir / "report.html").read_text()
+    assert "<h2>Runs</h2>" in page and "optimizer.lr" in page
+    assert "<h2>Learning curves</h2>" in page and "<h2>Hyperparameters</h2>" in page
+    assert page.count("src='data:image/png;base64,") == 2
+    assert "http" not in page  # nothing to fetch: opens offline
+    # MRPC jobs are GLUE jobs: their row, one per learning rate, has no GLUE score (8 tasks missing)
+    glue = json.loads((sweep_dir / "glue.json").read_text())["checkpoints"]
+    assert sorted(glue) == ["none optimizer.lr=1e-05", "none optimizer.lr=3e-05"]
+    assert glue["none optimizer.lr=3e-05"]["tasks"]["mrpc"]["score"] == pytest.approx(
+        100 * statistics.fmean(ACCURACY["3e-05"] + F1["3e-05"])
+    )
+    assert glue["none optimizer.lr=3e-05"]["glue_score"] is None
+
+
+def test_seeds_of_one_configuration_form_a_band(sweep_dir: Path) -> None:
+    from bertlab.dashboard import seed_band
+    from bertlab.report import read_logged_curves
+
+    sweep = load_sweep(sweep_dir)
+    curves = {job.directory: read_logged_curves(job.directory) for job in sweep.jobs}
+    best = sweep.configurations[0]  # lr 3e-5: final accuracies 0.80, 0.81, 0.85
+    steps, mean, low, high = seed_band(best, curves, "val/accuracy")
+    assert steps == [9.0, 19.0, 29.0]
+    assert (low[-1], high[-1]) == (0.80, 0.85)
+    assert mean[-1] == pytest.approx(statistics.fmean([0.80, 0.81, 0.85]))
+
+
+def test_rates_get_a_log_axis() -> None:
+    from bertlab.dashboard import log_scale
+
+    assert log_scale("optimizer.lr", [1e-5, 3e-5])
+    assert log_scale("optimizer.weight_decay", [0.001, 0.01])
+    assert not log_scale("trainer.max_epochs", [2, 3])
+    assert log_scale("task.batch_size", [8, 128])  # spans more than ten times
+
+
+def test_several_directories_are_compared_side_by_side(sweep_dir: Path, tmp_path: Path) -> None:
+    other = tmp_path / "other"
+    write_job(
+        other / "0", ["task=glue/mrpc", "optimizer.lr=1e-05", "seed=1"], {"val/accuracy": 0.9}
+    )
+    assert main([str(sweep_dir), str(other), "--out", str(tmp_path / "compare")]) == 0
+    rows = read_csv_report(tmp_path / "compare")
+    assert rows[0]["source"] == str(other) and rows[0]["seeds"] == "1"  # 0.9 ranks first
+    assert {row["source"] for row in rows} == {str(sweep_dir), str(other)}
+    assert (tmp_path / "compare" / "report.html").is_file()
+
+
+def test_pretraining_jobs_plot_mlm_and_nsp_accuracy(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    job = tmp_path / "pretrain"
+    write_job(job, [], {"val/accuracy": 0.5, "val/mlm_accuracy": 0.3}, objective="val/mlm_accuracy")
+    path = job / "csv" / "metrics.csv"
+    path.write_text(
+        "epoch,step,train/loss,val/mlm_accuracy,val/nsp_accuracy\n"
+        "0,9,5.0,,\n0,9,,0.1,0.5\n1,19,4.0,,\n1,19,,0.3,0.6\n"
+    )
+    assert main([str(job)]) == 0
+    page = (job / "report.html").read_text()
+    assert "<h2>Pretraining</h2>" in page
+
+
+def test_glue_jobs_get_the_glue_table_and_files(tmp_path: Path) -> None:
+    from test_glue import BERT_LARGE, write_suite
+
+    sweep = write_suite(tmp_path / "suite", BERT_LARGE)
+    assert main([str(sweep)]) == 0
+    assert (
+        round(
+            json.loads((sweep / "glue.json").read_text())["checkpoints"]["bert-large"][
+                "glue_score"
+            ],
+            1,
+        )
+        == 80.5
+    )
+    page = (sweep / "report.html").read_text()
+    assert "<h2>GLUE</h2>" in page and "<td>80.5</td>" in page

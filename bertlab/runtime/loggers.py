@@ -32,7 +32,9 @@ def build_loggers(cfg: DictConfig, run_dir: RunDir, overrides: Sequence[str]) ->
     for section in (cfg.get("logger") or {}).values():
         settings = OmegaConf.to_container(section, resolve=True)
         if is_wandb_logger(settings):
-            settings = wandb_settings(settings, run_dir, cfg.resume, overrides)
+            # A GLUE suite's jobs are told apart on the dashboard by task and checkpoint.
+            tags = [cfg.task.name, f"init={cfg.model.init}"[-64:]]  # W&B: 64 characters a tag
+            settings = wandb_settings(settings, run_dir, cfg.resume, overrides, tags)
         loggers.append(instantiate(settings))
     resolved = OmegaConf.to_container(cfg, resolve=True)
     for logger in loggers:

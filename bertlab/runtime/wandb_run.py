@@ -25,7 +25,13 @@ from bertlab.runtime.rundir import RunDir
 RUN_ID_KEY = "wandb_run_id"  # in the checkpoint dict
 
 
-def wandb_settings(settings: dict, run_dir: RunDir, resume: bool, overrides: Sequence[str]) -> dict:
+def wandb_settings(
+    settings: dict,
+    run_dir: RunDir,
+    resume: bool,
+    overrides: Sequence[str],
+    tags: Sequence[str] = (),
+) -> dict:
     """`settings` (the `logger.wandb` section) with W&B defaults that make sweeps readable.
 
     Named by the job's overrides, grouped by the multirun it belongs to, offline (no prompt)
@@ -36,14 +42,22 @@ def wandb_settings(settings: dict, run_dir: RunDir, resume: bool, overrides: Seq
         settings["name"] = " ".join(swept_overrides(overrides)) or run_dir.root.name
     if not settings.get("group"):
         settings["group"] = sweep_dir()
-    if not settings.get("mode"):
-        settings["mode"] = os.environ.get("WANDB_MODE") or (
-            "online" if _has_credentials() else "offline"
-        )
+    if not settings.get("tags") and tags:
+        settings["tags"] = list(tags)
+    settings["mode"] = wandb_mode(settings)
     run_id = _run_id_to_resume(run_dir) if resume else None
     if run_id:
         settings.update(id=run_id, resume="allow")
     return settings
+
+
+def wandb_mode(settings: dict) -> str:
+    """`logger.wandb.mode`, else WANDB_MODE, else online with credentials and offline without."""
+    return (
+        settings.get("mode")
+        or os.environ.get("WANDB_MODE")
+        or ("online" if _has_credentials() else "offline")
+    )
 
 
 def _has_credentials() -> bool:

@@ -93,6 +93,9 @@ class ClassificationModule(BertTaskModule):
     # ---- test-set predictions (GLUE submission files) -----------------------------------
 
     def on_fit_end(self) -> None:
+        self.write_test_predictions()
+
+    def write_test_predictions(self) -> None:
         """With `task.predict_test=true`, write each test split's predictions into the run dir."""
         datamodule = self.trainer.datamodule
         if datamodule is None or not getattr(datamodule, "predict_test", False):
