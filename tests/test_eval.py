@@ -120,7 +120,7 @@ def test_evaluation_needs_a_checkpoint_with_the_task_head(fine_tuned: Path, tmp_
 
 
 def test_squad_evaluation_writes_the_official_files_and_scores(tmp_path: Path) -> None:
-    from test_squad import compose_train_config, generated_squad, write_squad
+    from qa.squad_files import compose_train_config, generated_squad, write_squad
 
     data = tmp_path / "data"
     write_squad(data, "train-v2.0.json", generated_squad(24, 0, unanswerable=0.4))
