@@ -18,6 +18,7 @@ from tokenizers import Tokenizer
 from torch import nn
 
 from bertlab.hf import hf_model_config, load_hf_state_dict, load_hf_tokenizer, resolve_init
+from bertlab.model import SWITCH_KEYS
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +31,7 @@ ARCHITECTURE_KEYS = (
     "type_vocab_size",
     "layer_norm_eps",
     "hidden_act",
+    *SWITCH_KEYS,
 )
 # Also taken from the initial weights' config unless chosen on the command line.
 TRAINING_KEYS = ("hidden_dropout", "attention_dropout", "initializer_range")

@@ -15,6 +15,8 @@ from pathlib import Path
 import torch
 from tokenizers import Tokenizer
 
+from bertlab import modernbert
+
 HUB_PREFIX = "hf:"
 CONFIG_FILE = "config.json"
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
@@ -103,6 +105,8 @@ def read_hf_config(directory: str | Path) -> dict:
     except json.JSONDecodeError as error:
         raise ValueError(f"{path}:{error.lineno}: not valid JSON ({error.msg})") from None
     model_type = config.get("model_type", "bert")
+    if modernbert.is_modernbert(config):
+        return config
     if model_type != "bert":
         raise ValueError(
             f"{path}: model_type={model_type!r}; bertlab loads BERT (model_type 'bert')"
@@ -118,7 +122,10 @@ def read_hf_config(directory: str | Path) -> dict:
 def hf_model_config(directory: str | Path) -> dict:
     """The bertlab `model` keys described by a Hugging Face `config.json`."""
     config = read_hf_config(directory)
-    model = {ours: config[theirs] for theirs, ours in CONFIG_NAMES.items() if theirs in config}
+    if modernbert.is_modernbert(config):
+        model = modernbert.model_config(config, str(Path(directory) / CONFIG_FILE))
+    else:
+        model = {ours: config[theirs] for theirs, ours in CONFIG_NAMES.items() if theirs in config}
     if "hidden_act" in model:
         activation = model["hidden_act"]
         if activation not in ACTIVATION_NAMES:
@@ -146,6 +153,10 @@ def load_hf_state_dict(directory: str | Path) -> dict[str, torch.Tensor]:
     """Weights of a Hugging Face BERT directory under bertlab's (= BertForPreTraining's) names."""
     directory = Path(directory)
     state = _read_weights(directory)
+    config_path = directory / CONFIG_FILE
+    config = json.loads(config_path.read_text(encoding="utf-8")) if config_path.is_file() else {}
+    if modernbert.is_modernbert(config):  # its names differ: bertlab/modernbert.py maps them
+        return modernbert.bertlab_state_dict(state, config)
     return {
         standard_name(key): value
         for key, value in state.items()

@@ -15,6 +15,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from bertlab.metrics import check_metric_names
+from bertlab.model import BertConfig
 
 SPECIAL_TOKENS_WITH_QUESTION = 3  # [CLS] question [SEP] context [SEP]
 NONFINITE_ACTIONS = ("stop", "skip")
@@ -26,6 +27,7 @@ def validate_config(cfg: DictConfig) -> None:
         _check_optimizer,
         _check_batches,
         _check_model,
+        _check_model_switches,
         _check_lengths,
         _check_pretraining,
         _check_metrics,
@@ -97,6 +99,13 @@ def _check_model(cfg: DictConfig) -> None:
     if _is_int(hidden) and _is_int(heads) and hidden % heads:
         _fail("model.hidden_size", hidden, f"must be a multiple of model.num_heads={heads}")
     _require(cfg, "model.max_position_embeddings", _int_at_least(1), "must be an integer >= 1")
+
+
+def _check_model_switches(cfg: DictConfig) -> None:
+    """The architecture switches together; BertConfig raises a ConfigError naming the keys."""
+    model = _value(cfg, "model")
+    if model is not None:
+        BertConfig.from_dict(OmegaConf.to_container(model, resolve=True))
 
 
 def _check_lengths(cfg: DictConfig) -> None:
