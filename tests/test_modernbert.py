@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ from test_hf import perturb
 
 from bertlab import hf
 from bertlab.checkpoint import init_model_config, load_pretrained
+from bertlab.cli.train import train
 from bertlab.errors import CheckpointError
 from bertlab.model import (
     BertConfig,
@@ -19,6 +21,8 @@ from bertlab.model import (
     BertForSequenceClassification,
 )
 from bertlab.modernbert import hf_representable, write_hf_directory
+from bertlab.tasks.classify import ClassificationModule
+from bertlab.tasks.qa import QuestionAnsweringModule
 
 transformers = pytest.importorskip("transformers")
 
@@ -288,3 +292,38 @@ def test_hf_representable_names_the_keys() -> None:
             BertForPreTraining(BertConfig.from_dict({**MODERN, "final_layer_norm": False})),
             Path("unused"),
         )
+
+
+# ---- fine-tuning a ModernBERT-family model through bertlab-train --------------------------------
+
+
+def test_modernbert_tiny_fine_tunes_on_a_glue_task(tmp_path: Path) -> None:
+    from test_classification import run_task
+    from test_readers import write_glue_task
+
+    write_glue_task(tmp_path / "data", "mrpc", train=24, dev=8, test=5)
+    results = run_task(
+        tmp_path, "glue/mrpc", tmp_path / "data", "model=modernbert_tiny", "trainer.max_steps=3"
+    )
+    assert math.isfinite(results["metrics"]["val/accuracy"])
+    module = ClassificationModule.load_from_checkpoint(results["last_checkpoint"])
+    assert module.model.config.pooling == "mean" and module.model.config.type_vocab_size == 0
+    assert "bert.pooler.LayerNorm.weight" in module.model.state_dict()
+
+
+def test_modernbert_tiny_fine_tunes_on_squad(tmp_path: Path) -> None:
+    from test_squad import compose_train_config, generated_squad, write_squad
+
+    write_squad(tmp_path / "data", "train-v1.1.json", generated_squad(24, 0))
+    write_squad(tmp_path / "data", "dev-v1.1.json", generated_squad(8, 1))
+    overrides = [
+        "task=squad/v1", f"task.data_dir={tmp_path / 'data'}", "model=modernbert_tiny",
+        "task.max_seq_length=48", "task.doc_stride=16", "task.max_query_length=8",
+        "task.batch_size=8", "tokenizer.vocab_size=200", "trainer.max_steps=3",
+        "~callbacks.progress_bar", "trainer.enable_model_summary=false",
+    ]  # fmt: skip
+    train(compose_train_config(overrides, tmp_path))
+    results = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert math.isfinite(results["metrics"]["val/f1"])
+    module = QuestionAnsweringModule.load_from_checkpoint(results["last_checkpoint"])
+    assert hasattr(module.model, "qa_transform")  # ModernBertForQuestionAnswering's head
