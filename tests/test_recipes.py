@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 
 import pytest
@@ -50,3 +51,37 @@ def test_mask_split_must_leave_a_share_to_keep(make_config) -> None:
     cfg = make_config("task.mask_token_prob=0.8", "task.random_token_prob=0.3")
     with pytest.raises(ValueError, match="task.random_token_prob=0.3: task.mask_token_prob=0.8"):
         validate_config(cfg)
+
+
+def learning_rates(run_dir) -> list[float]:
+    with open(run_dir / "csv" / "metrics.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    name = next(key for key in rows[0] if key.startswith("lr-"))
+    return [float(row[name]) for row in rows if row.get(name)]
+
+
+def test_a_time_budget_ends_with_its_schedule_completed_and_resume_keeps_the_clock(
+    make_config, corpus_file, tmp_path
+) -> None:
+    budget = [
+        *FAST_PRETRAINING,
+        f"task.corpus={corpus_file}",
+        "+trainer.max_time='00:00:00:06'",
+        "trainer.max_steps=-1",
+        "trainer.max_epochs=-1",
+        "trainer.log_every_n_steps=1",
+        "optimizer.schedule=wsd",
+        "optimizer.decay_ratio=0.5",
+    ]
+    train(make_config(*budget))
+    run_dir = tmp_path / "run"
+    steps = results(run_dir)["steps"]
+    rates = learning_rates(run_dir)
+    assert steps > 5 and max(rates) == pytest.approx(1e-3, rel=0.05)
+    assert rates[-1] < 0.25 * max(rates)  # decayed to (near) 0 when the budget ran out
+    checkpoint = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
+    (timer,) = [state for name, state in checkpoint["callbacks"].items() if "Timer" in name]
+    assert timer["time_elapsed"]["train"] >= 6
+    # Resumed with the same budget: the clock says it is spent, so training stops at once.
+    train(make_config(*budget, "resume=true"))
+    assert results(run_dir)["steps"] <= steps + 1
