@@ -85,3 +85,53 @@ def test_a_time_budget_ends_with_its_schedule_completed_and_resume_keeps_the_clo
     # Resumed with the same budget: the clock says it is spent, so training stops at once.
     train(make_config(*budget, "resume=true"))
     assert results(run_dir)["steps"] <= steps + 1
+
+
+RECIPES = {
+    # experiment: what composing it must give (key: value)
+    "roberta": {"task.nsp": False, "task.masking": "dynamic", "task.masked_lm_prob": 0.15},
+    "cramming": {
+        "model.layer_norm_position": "pre",
+        "model.feed_forward": "glu",
+        "model.bias": False,
+        "task.masked_lm_prob": 0.25,
+        "optimizer.eps": 1e-12,
+        "trainer.gradient_clip_val": 0.5,
+        "trainer.max_time": "01:00:00:00",
+        "model.hidden_size": 128,  # sized by `model`
+    },
+    "modernbert": {
+        "model.position_embedding_type": "rotary",
+        "model.local_attention": 128,
+        "model.global_attn_every_n_layers": 3,
+        "task.masked_lm_prob": 0.3,
+        "optimizer.schedule": "wsd",
+        "optimizer.decay_shape": "1-sqrt",
+        "model.num_layers": 2,
+    },
+}
+
+
+@pytest.mark.parametrize("experiment", sorted(RECIPES))
+def test_every_recipe_composes_and_trains_at_tiny_size(
+    experiment, make_config, corpus_file, tmp_path
+) -> None:
+    from omegaconf import OmegaConf
+
+    from bertlab.validation import validate_config
+
+    cfg = make_config(f"experiment={experiment}", *FAST_PRETRAINING, f"task.corpus={corpus_file}")
+    for key, value in RECIPES[experiment].items():
+        assert OmegaConf.select(cfg, key) == value, key
+    validate_config(cfg)
+    train(
+        make_config(
+            f"experiment={experiment}",
+            *FAST_PRETRAINING,
+            f"task.corpus={corpus_file}",
+            "trainer.max_steps=2",
+        )
+    )
+    metrics = results(tmp_path / "run")["metrics"]
+    assert results(tmp_path / "run")["steps"] == 2
+    assert 0 <= metrics["val/mlm_accuracy_at_15"] <= 1 and "val/nsp_accuracy" not in metrics
