@@ -4,6 +4,11 @@ Module and parameter names follow the standard BERT checkpoint layout
 (`bert.encoder.layer.0.attention.self.query.weight`, `cls.predictions.bias`, ...),
 so Hugging Face weights load by name. Shapes: B batch, T tokens, H hidden size,
 nh heads, hs head size (H / nh), N masked positions in the whole batch, V vocabulary.
+
+The encoder changes of the years since BERT are switches of `BertConfig`, each
+defaulting to BERT: LayerNorm placement, gated feed-forward, biases, rotary positions,
+local/global attention, embedding and final LayerNorms, tied decoder, pooling. Together
+they make ModernBERT (`bertlab/checkpoints/modernbert.py` maps its Hugging Face names onto these).
 """
 
 from __future__ import annotations
@@ -13,6 +18,15 @@ from dataclasses import dataclass, fields
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from bertlab.errors import ConfigError
+
+CHOICES = {
+    "layer_norm_position": ("post", "pre"),
+    "feed_forward": ("mlp", "glu"),
+    "position_embedding_type": ("absolute", "rotary"),
+    "pooling": ("pooler", "cls", "mean"),
+}
 
 
 @dataclass
@@ -25,49 +39,149 @@ class BertConfig:
     hidden_dropout: float = 0.1
     attention_dropout: float = 0.1
     max_position_embeddings: int = 512
-    type_vocab_size: int = 2
+    type_vocab_size: int = 2  # 0: no token type embeddings (ModernBERT)
     layer_norm_eps: float = 1e-12
     initializer_range: float = 0.02
     hidden_act: str = "gelu"
+    # Switches since BERT; the defaults are BERT's.
+    layer_norm_position: str = "post"  # post: x = LN(x + f(x)); pre: x = x + f(LN(x))
+    feed_forward: str = "mlp"  # mlp: act(W1 x); glu: act(W1a x) * W1b x (GeGLU with gelu)
+    bias: bool = True  # biases of the linear layers and LayerNorms (not of the MLM decoder)
+    position_embedding_type: str = "absolute"  # absolute (learned) or rotary
+    global_rope_theta: float = 10000.0  # rotary base of the global-attention layers
+    local_attention: int | None = None  # window of local layers (tokens); None: all global
+    global_attn_every_n_layers: int = 1  # with local_attention: layer i is global if i % n == 0
+    local_rope_theta: float = 10000.0  # rotary base of the local-attention layers
+    embedding_layer_norm: bool = True
+    final_layer_norm: bool = False  # a LayerNorm after the last layer (pre-norm models)
+    tie_word_embeddings: bool = True  # the MLM decoder is the word embedding matrix
+    pooling: str = "pooler"  # pooler: BERT's dense+tanh on [CLS]; cls, mean: ModernBERT's head
+
+    def __post_init__(self) -> None:
+        for key, allowed in CHOICES.items():
+            if getattr(self, key) not in allowed:
+                _config_error(key, getattr(self, key), f"allowed values are {', '.join(allowed)}")
+        if self.hidden_act not in ACTIVATIONS:
+            _config_error("hidden_act", self.hidden_act, f"allowed: {', '.join(ACTIVATIONS)}")
+        if self.hidden_size % self.num_heads:
+            raise ConfigError(
+                f"model.hidden_size={self.hidden_size} is not divisible by "
+                f"model.num_heads={self.num_heads}"
+            )
+        if self.type_vocab_size < 0:
+            _config_error("type_vocab_size", self.type_vocab_size, "must be >= 0 (0: none)")
+        if self.position_embedding_type == "rotary" and (self.hidden_size // self.num_heads) % 2:
+            raise ConfigError(
+                "model.position_embedding_type=rotary rotates pairs of dimensions: the head size "
+                f"model.hidden_size / model.num_heads = {self.hidden_size}/{self.num_heads} "
+                "must be even"
+            )
+        if self.global_attn_every_n_layers < 1:
+            _config_error("global_attn_every_n_layers", self.global_attn_every_n_layers, ">= 1")
+        if self.local_attention is not None:
+            if self.local_attention < 2 or self.local_attention % 2:
+                _config_error(
+                    "local_attention",
+                    self.local_attention,
+                    "must be an even window >= 2 (tokens within half of it on each side), or null",
+                )
+            if self.global_attn_every_n_layers == 1:
+                raise ConfigError(
+                    f"model.local_attention={self.local_attention} with "
+                    "model.global_attn_every_n_layers=1 makes every layer global; set "
+                    "global_attn_every_n_layers >= 2 or local_attention=null"
+                )
+
+    @property
+    def head_size(self) -> int:
+        return self.hidden_size // self.num_heads
+
+    def is_global(self, layer_index: int) -> bool:
+        """Whether a layer attends over the whole sequence (else within local_attention)."""
+        return self.local_attention is None or layer_index % self.global_attn_every_n_layers == 0
 
     @classmethod
     def from_dict(cls, values: dict, **overrides) -> BertConfig:
         """Build from a config section, ignoring keys that are not architecture (init, name...)."""
         names = {f.name for f in fields(cls)}
-        config = cls(**{k: v for k, v in {**values, **overrides}.items() if k in names})
-        if config.hidden_size % config.num_heads:
-            raise ValueError(
-                f"model.hidden_size={config.hidden_size} is not divisible by model.num_heads={config.num_heads}"
-            )
-        return config
+        return cls(**{k: v for k, v in {**values, **overrides}.items() if k in names})
+
+
+# The switches since BERT, each a `model.*` key that initial weights bring with them.
+SWITCH_KEYS = (
+    "layer_norm_position",
+    "feed_forward",
+    "bias",
+    "position_embedding_type",
+    "global_rope_theta",
+    "local_attention",
+    "global_attn_every_n_layers",
+    "local_rope_theta",
+    "embedding_layer_norm",
+    "final_layer_norm",
+    "tie_word_embeddings",
+    "pooling",
+)
+
+
+def _config_error(key: str, value, allowed: str) -> None:
+    raise ConfigError(f"model.{key}={value!r}: {allowed}")
 
 
 ACTIVATIONS = {"gelu": F.gelu, "relu": F.relu, "gelu_new": lambda x: F.gelu(x, approximate="tanh")}
 
 
+def _layer_norm(config: BertConfig) -> nn.LayerNorm:
+    return nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps, bias=config.bias)
+
+
 class BertEmbeddings(nn.Module):
+    """Word (+ learned position) (+ token type) embeddings, then LayerNorm and dropout."""
+
     def __init__(self, config: BertConfig):
         super().__init__()
         self.word_embeddings = nn.Embedding(config.vocab_size, config.hidden_size)
-        self.position_embeddings = nn.Embedding(config.max_position_embeddings, config.hidden_size)
-        self.token_type_embeddings = nn.Embedding(config.type_vocab_size, config.hidden_size)
-        self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        if config.position_embedding_type == "absolute":
+            self.position_embeddings = nn.Embedding(
+                config.max_position_embeddings, config.hidden_size
+            )
+        if config.type_vocab_size:
+            self.token_type_embeddings = nn.Embedding(config.type_vocab_size, config.hidden_size)
+        self.LayerNorm = _layer_norm(config) if config.embedding_layer_norm else nn.Identity()
         self.dropout = nn.Dropout(config.hidden_dropout)
 
     def forward(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor) -> torch.Tensor:
-        positions = torch.arange(input_ids.shape[1], device=input_ids.device)
-        x = self.word_embeddings(input_ids) + self.token_type_embeddings(token_type_ids)
-        x = x + self.position_embeddings(positions)  # (B, T, H), positions broadcast over B
+        x = self.word_embeddings(input_ids)  # (B, T, H)
+        if hasattr(self, "token_type_embeddings"):
+            x = x + self.token_type_embeddings(token_type_ids)
+        if hasattr(self, "position_embeddings"):
+            positions = torch.arange(input_ids.shape[1], device=input_ids.device)
+            x = x + self.position_embeddings(positions)  # positions broadcast over B
         return self.dropout(self.LayerNorm(x))
+
+
+def rotary_cos_sin(length: int, head_size: int, theta: float, device) -> tuple[torch.Tensor, ...]:
+    """cos and sin (T, hs) of rotary positions, float32; frequencies theta^(-2i/hs)."""
+    exponents = torch.arange(0, head_size, 2, dtype=torch.float, device=device) / head_size
+    angles = torch.arange(length, dtype=torch.float, device=device)[:, None] / theta**exponents
+    angles = torch.cat((angles, angles), dim=-1)  # (T, hs): the two halves rotate together
+    return angles.cos(), angles.sin()
+
+
+def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate (B, nh, T, hs) by position: pairs (x_i, x_{i+hs/2}) turn by angle_i, in float32."""
+    first, second = x.float().chunk(2, dim=-1)
+    rotated_half = torch.cat((-second, first), dim=-1)
+    return (x.float() * cos + rotated_half * sin).to(x.dtype)
 
 
 class BertSelfAttention(nn.Module):
     def __init__(self, config: BertConfig):
         super().__init__()
         self.num_heads = config.num_heads
-        self.query = nn.Linear(config.hidden_size, config.hidden_size)
-        self.key = nn.Linear(config.hidden_size, config.hidden_size)
-        self.value = nn.Linear(config.hidden_size, config.hidden_size)
+        self.query = nn.Linear(config.hidden_size, config.hidden_size, bias=config.bias)
+        self.key = nn.Linear(config.hidden_size, config.hidden_size, bias=config.bias)
+        self.value = nn.Linear(config.hidden_size, config.hidden_size, bias=config.bias)
         self.dropout_p = config.attention_dropout
 
     def forward(
@@ -75,8 +189,13 @@ class BertSelfAttention(nn.Module):
         x: torch.Tensor,
         attention_mask: torch.Tensor | None,
         queries: torch.Tensor | None = None,
+        rotary: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> torch.Tensor:
-        """Self-attention over x (B, T, H); with `queries` (B, Q, H), only those rows ask."""
+        """Self-attention over x (B, T, H); with `queries` (B, Q, H), only those rows ask.
+
+        `rotary` (cos, sin), each (T, hs), rotates queries and keys by their positions
+        (not combined with `queries`: their positions would be unknown here).
+        """
         # One matrix product for several projections: fewer, larger kernels. The Linear
         # layers keep their checkpoint names; concatenating their weights costs a few H^2
         # copies per step, small next to the B T H 3H product.
@@ -85,8 +204,10 @@ class BertSelfAttention(nn.Module):
         else:
             (q,) = self._heads(queries, self.query)  # (B, nh, Q, hs)
             k, v = self._heads(x, self.key, self.value)
-        # attention_mask is (B, 1, 1, T), True where a key may be attended; SDPA picks a
-        # fused kernel (flash / memory-efficient on GPU) for it.
+        if rotary is not None:
+            q, k = apply_rotary(q, *rotary), apply_rotary(k, *rotary)
+        # attention_mask is (B, 1, 1, T), or (B, 1, T, T) for local attention, True where a
+        # key may be attended; SDPA picks a fused kernel (flash / memory-efficient on GPU).
         y = F.scaled_dot_product_attention(
             q, k, v, attn_mask=attention_mask, dropout_p=self.dropout_p if self.training else 0.0
         )
@@ -96,27 +217,37 @@ class BertSelfAttention(nn.Module):
     def _heads(self, x: torch.Tensor, *projections: nn.Linear) -> tuple[torch.Tensor, ...]:
         B, T, H = x.shape
         weight = torch.cat([p.weight for p in projections])  # (kH, H)
-        bias = torch.cat([p.bias for p in projections])
+        bias = torch.cat([p.bias for p in projections]) if projections[0].bias is not None else None
         y = F.linear(x, weight, bias).view(B, T, len(projections), self.num_heads, -1)
         return tuple(y.permute(2, 0, 3, 1, 4).unbind(0))  # k x (B, nh, T, hs)
 
 
 class BertSelfOutput(nn.Module):
-    """Projection + dropout + residual + LayerNorm (post-LN, as in the original BERT)."""
+    """Projection + dropout + residual, then LayerNorm when post-LN (the original BERT)."""
 
     def __init__(self, config: BertConfig, input_size: int):
         super().__init__()
-        self.dense = nn.Linear(input_size, config.hidden_size)
-        self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.dense = nn.Linear(input_size, config.hidden_size, bias=config.bias)
+        if config.layer_norm_position == "post":
+            self.LayerNorm = _layer_norm(config)
         self.dropout = nn.Dropout(config.hidden_dropout)
 
     def forward(self, x: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
-        return self.LayerNorm(residual + self.dropout(self.dense(x)))
+        y = residual + self.dropout(self.dense(x))
+        return self.LayerNorm(y) if hasattr(self, "LayerNorm") else y
 
 
 class BertAttention(nn.Module):
-    def __init__(self, config: BertConfig):
+    """Self-attention with its residual; pre-LN normalises its input first (`LayerNorm`).
+
+    A pre-LN first layer reads the embeddings' LayerNorm output as it is (ModernBERT).
+    """
+
+    def __init__(self, config: BertConfig, layer_index: int = 0):
         super().__init__()
+        self.pre_norm = config.layer_norm_position == "pre"
+        if self.pre_norm and not (layer_index == 0 and config.embedding_layer_norm):
+            self.LayerNorm = _layer_norm(config)
         self.self = BertSelfAttention(config)
         self.output = BertSelfOutput(config, config.hidden_size)
 
@@ -125,25 +256,44 @@ class BertAttention(nn.Module):
         x: torch.Tensor,
         attention_mask: torch.Tensor | None,
         queries: torch.Tensor | None = None,
+        rotary: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> torch.Tensor:
         residual = x if queries is None else queries
-        return self.output(self.self(x, attention_mask, queries), residual)
+        if hasattr(self, "LayerNorm"):
+            x = self.LayerNorm(x)
+            queries = None if queries is None else self.LayerNorm(queries)
+        return self.output(self.self(x, attention_mask, queries, rotary), residual)
 
 
 class BertIntermediate(nn.Module):
+    """The feed-forward's first half: act(W x), or act(W_a x) * (W_b x) gated (GLU).
+
+    Gated, `dense` holds both halves, (2 x intermediate, H), input half first.
+    """
+
     def __init__(self, config: BertConfig):
         super().__init__()
-        self.dense = nn.Linear(config.hidden_size, config.intermediate_size)
+        if config.layer_norm_position == "pre":
+            self.LayerNorm = _layer_norm(config)
+        self.gated = config.feed_forward == "glu"
+        width = config.intermediate_size * (2 if self.gated else 1)
+        self.dense = nn.Linear(config.hidden_size, width, bias=config.bias)
         self.activation = ACTIVATIONS[config.hidden_act]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.activation(self.dense(x))  # (B, T, 4H)
+        if hasattr(self, "LayerNorm"):
+            x = self.LayerNorm(x)
+        if self.gated:
+            inputs, gate = self.dense(x).chunk(2, dim=-1)
+            return self.activation(inputs) * gate  # (B, T, I)
+        return self.activation(self.dense(x))  # (B, T, I)
 
 
 class BertLayer(nn.Module):
-    def __init__(self, config: BertConfig):
+    def __init__(self, config: BertConfig, layer_index: int = 0):
         super().__init__()
-        self.attention = BertAttention(config)
+        self.is_global = config.is_global(layer_index)
+        self.attention = BertAttention(config, layer_index)
         self.intermediate = BertIntermediate(config)
         self.output = BertSelfOutput(config, config.intermediate_size)
 
@@ -152,15 +302,19 @@ class BertLayer(nn.Module):
         x: torch.Tensor,
         attention_mask: torch.Tensor | None,
         queries: torch.Tensor | None = None,
+        rotary: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> torch.Tensor:
-        x = self.attention(x, attention_mask, queries)
+        x = self.attention(x, attention_mask, queries, rotary)
         return self.output(self.intermediate(x), x)
 
 
 class BertEncoder(nn.Module):
     def __init__(self, config: BertConfig):
         super().__init__()
-        self.layer = nn.ModuleList(BertLayer(config) for _ in range(config.num_layers))
+        self.config = config
+        self.layer = nn.ModuleList(BertLayer(config, i) for i in range(config.num_layers))
+        if config.final_layer_norm:
+            self.LayerNorm = _layer_norm(config)
 
     def forward(
         self,
@@ -173,24 +327,89 @@ class BertEncoder(nn.Module):
         Only the last layer's outputs leave the encoder, so when a head reads a few
         positions (pretraining: [CLS] and the masked tokens, ~16% of them) the last layer
         computes its queries, attention output and feed-forward for those rows only;
-        keys and values still cover every token, so the result is exact.
+        keys and values still cover every token, so the result is exact. (Rotary
+        positions and local windows depend on the query's position: there the last layer
+        runs on every row and the positions are picked after it.)
         """
+        spans = self._attention_spans(x, attention_mask)
         *lower, last = self.layer
         for layer in lower:
-            x = layer(x, attention_mask)
-        if output_positions is None:
-            return last(x, attention_mask)
+            mask, rotary = spans[layer.is_global]
+            x = layer(x, mask, rotary=rotary)
         rows = torch.arange(x.shape[0], device=x.device)[:, None]
-        return last(x, attention_mask, queries=x[rows, output_positions])  # (B, P, H)
+        mask, rotary = spans[last.is_global]
+        if output_positions is None:
+            x = last(x, mask, rotary=rotary)
+        elif self.queries_only_in_last_layer:
+            x = last(x, mask, queries=x[rows, output_positions])  # (B, P, H)
+        else:
+            x = last(x, mask, rotary=rotary)[rows, output_positions]  # (B, P, H)
+        return self.LayerNorm(x) if hasattr(self, "LayerNorm") else x
+
+    @property
+    def queries_only_in_last_layer(self) -> bool:
+        return self.config.position_embedding_type == "absolute" and not self.config.local_attention
+
+    def _attention_spans(self, x: torch.Tensor, key_mask: torch.Tensor | None) -> dict:
+        """{is_global: (attention mask, rotary cos/sin or None)}, built once per forward."""
+        config, T = self.config, x.shape[1]
+        rotary = config.position_embedding_type == "rotary"
+        spans = {
+            True: (
+                key_mask,
+                rotary_cos_sin(T, config.head_size, config.global_rope_theta, x.device)
+                if rotary
+                else None,
+            )
+        }
+        if config.local_attention:
+            spans[False] = (
+                _local_mask(key_mask, T, config.local_attention, x.device),
+                rotary_cos_sin(T, config.head_size, config.local_rope_theta, x.device)
+                if rotary
+                else None,
+            )
+        return spans
+
+
+def _local_mask(key_mask: torch.Tensor | None, length: int, window: int, device) -> torch.Tensor:
+    """(T, T) or (B, 1, T, T): keys within window // 2 of the query, and not padding."""
+    positions = torch.arange(length, device=device)
+    band = (positions[:, None] - positions[None, :]).abs() <= window // 2  # (T, T)
+    if key_mask is None:
+        return band
+    # Every row keeps its own token: a padding query far from any real token would
+    # otherwise attend to nothing, and SDPA's NaN there would leak through the values.
+    return (band & key_mask) | torch.eye(length, dtype=torch.bool, device=device)
 
 
 class BertPooler(nn.Module):
+    """BERT: dense + tanh on [CLS]. ModernBERT (`pooling` cls or mean): [CLS] or the mean of
+    the real tokens, then dense + activation + LayerNorm."""
+
     def __init__(self, config: BertConfig):
         super().__init__()
-        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+        self.pooling = config.pooling
+        bert = config.pooling == "pooler"
+        self.dense = nn.Linear(config.hidden_size, config.hidden_size, bias=bert or config.bias)
+        self.activation = torch.tanh if bert else ACTIVATIONS[config.hidden_act]
+        if not bert:
+            self.LayerNorm = _layer_norm(config)
 
-    def forward(self, sequence_output: torch.Tensor) -> torch.Tensor:
-        return torch.tanh(self.dense(sequence_output[:, 0]))  # (B, H) from [CLS]
+    def forward(
+        self, sequence_output: torch.Tensor, attention_mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        if self.pooling == "mean":
+            if attention_mask is None:
+                attention_mask = torch.ones(
+                    sequence_output.shape[:2], device=sequence_output.device
+                )
+            weights = attention_mask[..., None].to(sequence_output.dtype)  # (B, T, 1)
+            pooled = (sequence_output * weights).sum(1) / weights.sum(1)
+        else:
+            pooled = sequence_output[:, 0]  # (B, H) from [CLS]
+        pooled = self.activation(self.dense(pooled))
+        return self.LayerNorm(pooled) if hasattr(self, "LayerNorm") else pooled
 
 
 class BertModel(nn.Module):
@@ -216,15 +435,19 @@ class BertModel(nn.Module):
         """`output_positions` (B, P): return only those positions' states (B, P, H).
 
         The pooler reads the first returned position, so put 0 ([CLS]) first when
-        it is needed.
+        it is needed (mean pooling reads every position).
         """
         if token_type_ids is None:
             token_type_ids = torch.zeros_like(input_ids)
         x = self.embeddings(input_ids, token_type_ids)
         key_mask = _key_mask(attention_mask, self.always_mask_keys)
-        sequence_output = self.encoder(x, key_mask, output_positions)
-        pooled = self.pooler(sequence_output) if self.pooler is not None else None
-        return sequence_output, pooled
+        if self.pooler is None or self.pooler.pooling != "mean" or output_positions is None:
+            sequence_output = self.encoder(x, key_mask, output_positions)
+            pooled = None if self.pooler is None else self.pooler(sequence_output, attention_mask)
+            return sequence_output, pooled
+        states = self.encoder(x, key_mask)
+        rows = torch.arange(states.shape[0], device=states.device)[:, None]
+        return states[rows, output_positions], self.pooler(states, attention_mask)
 
 
 def _key_mask(attention_mask: torch.Tensor | None, always: bool = False) -> torch.Tensor | None:
@@ -257,28 +480,32 @@ class BertPreTrainedModel(nn.Module):
                     nn.init.zeros_(module.bias)
             elif isinstance(module, nn.LayerNorm):
                 nn.init.ones_(module.weight)
-                nn.init.zeros_(module.bias)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
 
 
 class BertPredictionHeadTransform(nn.Module):
+    """dense + activation + LayerNorm (ModernBERT's `head`)."""
+
     def __init__(self, config: BertConfig):
         super().__init__()
-        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+        self.dense = nn.Linear(config.hidden_size, config.hidden_size, bias=config.bias)
         self.activation = ACTIVATIONS[config.hidden_act]
-        self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.LayerNorm = _layer_norm(config)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.LayerNorm(self.activation(self.dense(x)))
 
 
 class BertLMPredictionHead(nn.Module):
-    """dense + GELU + LayerNorm, then a decoder tied to the word embeddings, plus a bias."""
+    """dense + GELU + LayerNorm, then a decoder (tied to the word embeddings by default), plus a bias."""
 
     def __init__(self, config: BertConfig, word_embeddings: nn.Embedding):
         super().__init__()
         self.transform = BertPredictionHeadTransform(config)
         self.decoder = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
-        self.decoder.weight = word_embeddings.weight  # tied: one (V, H) matrix
+        if config.tie_word_embeddings:
+            self.decoder.weight = word_embeddings.weight  # tied: one (V, H) matrix
         self.bias = nn.Parameter(torch.zeros(config.vocab_size))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -288,20 +515,25 @@ class BertLMPredictionHead(nn.Module):
 
 
 class BertPreTrainingHeads(nn.Module):
-    def __init__(self, config: BertConfig, word_embeddings: nn.Embedding):
+    def __init__(self, config: BertConfig, word_embeddings: nn.Embedding, next_sentence: bool):
         super().__init__()
         self.predictions = BertLMPredictionHead(config, word_embeddings)
-        self.seq_relationship = nn.Linear(config.hidden_size, 2)
+        if next_sentence:
+            self.seq_relationship = nn.Linear(config.hidden_size, 2)
 
 
 class BertForPreTraining(BertPreTrainedModel):
-    """Masked LM + next sentence prediction. The MLM head runs on masked positions only."""
+    """Masked LM (+ next sentence prediction). The MLM head runs on masked positions only.
 
-    def __init__(self, config: BertConfig):
+    `next_sentence=False` (RoBERTa, ModernBERT): masked LM alone, no pooler or NSP head.
+    """
+
+    def __init__(self, config: BertConfig, next_sentence: bool = True):
         super().__init__()
         self.config = config
-        self.bert = BertModel(config)
-        self.cls = BertPreTrainingHeads(config, self.bert.embeddings.word_embeddings)
+        self.next_sentence = next_sentence
+        self.bert = BertModel(config, add_pooling_layer=next_sentence)
+        self.cls = BertPreTrainingHeads(config, self.bert.embeddings.word_embeddings, next_sentence)
         self.init_weights()
 
     def forward(
@@ -310,8 +542,8 @@ class BertForPreTraining(BertPreTrainedModel):
         token_type_ids: torch.Tensor | None = None,
         attention_mask: torch.Tensor | None = None,
         masked_positions: torch.Tensor | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Returns MLM logits (N, V) and NSP logits (B, 2).
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Returns MLM logits (N, V) and NSP logits (B, 2) (None without NSP).
 
         `masked_positions` is (B, P) token indices, -1 where a row has fewer than P
         predictions; the logits follow the row-major order of the valid entries.
@@ -319,17 +551,23 @@ class BertForPreTraining(BertPreTrainedModel):
         """
         if masked_positions is None:
             sequence_output, pooled = self.bert(input_ids, token_type_ids, attention_mask)
-            return self.cls.predictions(sequence_output), self.cls.seq_relationship(pooled)
-        # [CLS] (for NSP) then the masked positions; -1 padding reads [CLS] and is dropped.
+            return self.cls.predictions(sequence_output), self._next_sentence(pooled)
         valid = masked_positions >= 0
-        cls_first = F.pad(masked_positions.clamp(min=0), (1, 0))  # (B, 1 + P)
-        states, pooled = self.bert(input_ids, token_type_ids, attention_mask, cls_first)
-        masked_hidden = states[:, 1:][valid]  # (N, H), row-major like the labels
-        return self.cls.predictions(masked_hidden), self.cls.seq_relationship(pooled)
+        positions = masked_positions.clamp(min=0)  # -1 padding reads position 0, dropped below
+        if self.next_sentence:
+            positions = F.pad(positions, (1, 0))  # (B, 1 + P): [CLS] first, for the pooler
+        states, pooled = self.bert(input_ids, token_type_ids, attention_mask, positions)
+        if self.next_sentence:
+            states = states[:, 1:]
+        masked_hidden = states[valid]  # (N, H), row-major like the labels
+        return self.cls.predictions(masked_hidden), self._next_sentence(pooled)
+
+    def _next_sentence(self, pooled: torch.Tensor | None) -> torch.Tensor | None:
+        return self.cls.seq_relationship(pooled) if self.next_sentence else None
 
 
 class BertForSequenceClassification(BertPreTrainedModel):
-    """Dropout + linear layer on the pooled [CLS]; num_labels=1 is regression."""
+    """Dropout + linear layer on the pooled output; num_labels=1 is regression."""
 
     def __init__(
         self, config: BertConfig, num_labels: int, classifier_dropout: float | None = None
@@ -354,12 +592,18 @@ class BertForSequenceClassification(BertPreTrainedModel):
 
 
 class BertForQuestionAnswering(BertPreTrainedModel):
-    """Span head: a start and an end logit per token."""
+    """Span head: a start and an end logit per token.
+
+    With ModernBERT's heads (`pooling` cls or mean), every token first goes through
+    dense + activation + LayerNorm (`qa_transform`), as in ModernBertForQuestionAnswering.
+    """
 
     def __init__(self, config: BertConfig):
         super().__init__()
         self.config = config
         self.bert = BertModel(config, add_pooling_layer=False)
+        if config.pooling != "pooler":
+            self.qa_transform = BertPredictionHeadTransform(config)
         self.qa_outputs = nn.Linear(config.hidden_size, 2)
         self.init_weights()
 
@@ -370,6 +614,8 @@ class BertForQuestionAnswering(BertPreTrainedModel):
         attention_mask: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         sequence_output, _ = self.bert(input_ids, token_type_ids, attention_mask)
+        if hasattr(self, "qa_transform"):
+            sequence_output = self.qa_transform(sequence_output)
         start_logits, end_logits = self.qa_outputs(sequence_output).unbind(-1)
         return start_logits, end_logits  # (B, T) each
 
@@ -381,5 +627,10 @@ def count_parameters(model: nn.Module) -> int:
 def flops_per_token(config: BertConfig, seq_len: int) -> float:
     """Forward + backward FLOPs per token of the encoder (6 x params + attention), for MFU."""
     H, L = config.hidden_size, config.num_layers
-    matmul_params = L * (4 * H * H + 2 * H * config.intermediate_size)
-    return 6 * matmul_params + 12 * L * H * seq_len
+    feed_forward = (3 if config.feed_forward == "glu" else 2) * H * config.intermediate_size
+    matmul_params = L * (4 * H * H + feed_forward)
+    attended = [
+        seq_len if config.is_global(i) else min(seq_len, config.local_attention + 1)
+        for i in range(L)
+    ]
+    return 6 * matmul_params + 12 * H * sum(attended)

@@ -1,22 +1,34 @@
 """Optimizers and learning-rate schedules: parameter groups, BERTAdam, LAMB, warmup + decay.
 
 The `optimizer` config section is the optimizer class (`_target_`) with its arguments,
-plus three keys handled here: `weight_decay` (never applied to biases and LayerNorm),
-`warmup_steps` / `warmup_ratio`, and `schedule` (`linear` or `constant` after warmup).
+plus keys handled here: `weight_decay` (never applied to biases and LayerNorm),
+`warmup_steps` / `warmup_ratio`, `schedule` (after warmup: `linear` or `cosine` decay to 0,
+`constant`, or `wsd`: warmup, stable, then a decay over the final `decay_ratio` of
+training, `decay_shape` linear or 1-sqrt).
+
+Training progress is the share of optimizer steps done, or, with a time budget
+(`trainer.max_time`), the larger of that and the share of the budget spent, so a budgeted
+run ends with its schedule completed. The budget's clock is Lightning's `Timer`, whose
+elapsed time the checkpoints keep: a resumed run continues the same accounting.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
+import pytorch_lightning as pl
 import torch
 from hydra.utils import get_class
+from pytorch_lightning.callbacks import Timer
 from torch import nn
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LambdaLR
 
-SCHEDULES = ("linear", "constant", "cosine")
+from bertlab.errors import ConfigError
+
+SCHEDULES = ("linear", "constant", "cosine", "wsd")
+DECAY_SHAPES = ("linear", "1-sqrt")
 
 
 def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
@@ -34,11 +46,18 @@ def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     ]
 
 
-def configure_optimizer(model: nn.Module, optimizer: dict, total_steps: int) -> dict:
+def configure_optimizer(
+    model: nn.Module,
+    optimizer: dict,
+    total_steps: float,
+    budget_spent: Callable[[], float] | None = None,
+) -> dict:
     """Build the optimizer and a per-step schedule from the `optimizer` config section.
 
     Returns Lightning's `configure_optimizers` dict. `total_steps` counts optimizer steps
-    (after gradient accumulation), so the schedule is right whatever the accumulation.
+    (after gradient accumulation), so the schedule is right whatever the accumulation; it
+    may be infinite when a time budget alone ends training. `budget_spent()` is the share
+    of that budget spent (see `budget_clock`).
     """
     settings = dict(optimizer)
     optimizer_class = get_class(settings.pop("_target_"))
@@ -46,15 +65,38 @@ def configure_optimizer(model: nn.Module, optimizer: dict, total_steps: int) -> 
     warmup_steps = settings.pop("warmup_steps", None)
     warmup_ratio = settings.pop("warmup_ratio", 0.0)
     schedule = settings.pop("schedule", "linear")
+    decay = {key: settings.pop(key) for key in ("decay_ratio", "decay_shape") if key in settings}
     if "betas" in settings:
         settings["betas"] = tuple(settings["betas"])
     if settings.get("fused") and not fused_kernels_cover(model):
         settings["fused"] = None  # no fused kernel for these devices: fall back quietly
     built = optimizer_class(parameter_groups(model, weight_decay), **settings)
-    if warmup_steps is None:
-        warmup_steps = math.ceil(warmup_ratio * total_steps)
-    scheduler = LambdaLR(built, warmup_then_decay(warmup_steps, total_steps, schedule))
+    if budget_spent is not None:
+        multiplier = budgeted(warmup_ratio, total_steps, schedule, budget_spent, **decay)
+    else:
+        if warmup_steps is None:
+            warmup_steps = math.ceil(warmup_ratio * total_steps)
+        multiplier = warmup_then_decay(warmup_steps, total_steps, schedule, **decay)
+    scheduler = LambdaLR(built, multiplier)
     return {"optimizer": built, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+
+def budget_clock(trainer: pl.Trainer) -> Callable[[], float] | None:
+    """With `trainer.max_time`, a function giving the share of the time budget spent; else None.
+
+    It reads Lightning's `Timer`, which stops the run when the budget is spent and keeps
+    its elapsed time in every checkpoint (restored on resume).
+    """
+    timer = next((c for c in trainer.callbacks if isinstance(c, Timer)), None)
+    if timer is None or timer.time_remaining() is None:
+        return None
+
+    def spent() -> float:
+        elapsed = timer.time_elapsed()
+        budget = elapsed + timer.time_remaining()
+        return min(1.0, elapsed / budget) if budget > 0 else 1.0
+
+    return spent
 
 
 def fused_kernels_cover(model: nn.Module) -> bool:
@@ -73,22 +115,82 @@ def fused_kernels_cover(model: nn.Module) -> bool:
     return all(p.device.type in supported for p in model.parameters())
 
 
-def warmup_then_decay(warmup_steps: int, total_steps: int, schedule: str = "linear"):
-    """LR multiplier: linear warmup from 0 to 1, then linear (or cosine) decay to 0 at total_steps."""
-    if schedule not in SCHEDULES:
-        raise ValueError(
-            f"optimizer.schedule={schedule!r}: allowed values are {', '.join(SCHEDULES)}"
-        )
+def warmup_then_decay(
+    warmup_steps: int,
+    total_steps: float,
+    schedule: str = "linear",
+    decay_ratio: float = 0.1,
+    decay_shape: str = "linear",
+):
+    """LR multiplier by optimizer step: linear warmup from 0 to 1, then `schedule` to 0 at total_steps."""
+    after_warmup = after_warmup_multiplier(schedule, decay_ratio, decay_shape)
 
     def multiplier(step: int) -> float:
         if step < warmup_steps:
             return (step + 1) / (warmup_steps + 1)
-        if schedule == "constant" or total_steps <= warmup_steps:
+        if math.isinf(total_steps) or total_steps <= warmup_steps:
             return 1.0
-        progress = min(1.0, (step - warmup_steps) / (total_steps - warmup_steps))
+        done = min(1.0, (step - warmup_steps) / (total_steps - warmup_steps))
+        return after_warmup(min(1.0, step / total_steps), done)
+
+    return multiplier
+
+
+def budgeted(
+    warmup_ratio: float,
+    total_steps: float,
+    schedule: str,
+    budget_spent: Callable[[], float],
+    decay_ratio: float = 0.1,
+    decay_shape: str = "linear",
+):
+    """LR multiplier by training progress: the larger of steps done and time budget spent.
+
+    Warmup is the first `warmup_ratio` of that progress, so a run that may end on either
+    limit warms up, holds and decays in step with whichever comes first.
+    """
+    after_warmup = after_warmup_multiplier(schedule, decay_ratio, decay_shape)
+
+    def multiplier(step: int) -> float:
+        progress = budget_spent()
+        if not math.isinf(total_steps) and total_steps > 0:
+            progress = max(progress, step / total_steps)
+        progress = min(1.0, progress)
+        if progress < warmup_ratio:
+            return progress / warmup_ratio
+        return after_warmup(progress, (progress - warmup_ratio) / (1 - warmup_ratio))
+
+    return multiplier
+
+
+def after_warmup_multiplier(schedule: str, decay_ratio: float, decay_shape: str):
+    """f(progress, done) in [0, 1], the schedule after warmup: `progress` is the share of
+    training done, `done` the share of the post-warmup part (linear and cosine decay over it)."""
+    if schedule not in SCHEDULES:
+        raise ConfigError(
+            f"optimizer.schedule={schedule!r}: allowed values are {', '.join(SCHEDULES)}"
+        )
+    if decay_shape not in DECAY_SHAPES:
+        raise ConfigError(
+            f"optimizer.decay_shape={decay_shape!r}: allowed values are {', '.join(DECAY_SHAPES)}"
+        )
+    if not 0 < decay_ratio <= 1:
+        raise ConfigError(
+            f"optimizer.decay_ratio={decay_ratio}: must be in (0, 1] (the final share of "
+            "training spent decaying)"
+        )
+
+    def multiplier(progress: float, done: float) -> float:
+        if schedule == "constant":
+            return 1.0
+        if schedule == "wsd":  # stable until the final decay_ratio, then decay to 0
+            decayed = (progress - (1 - decay_ratio)) / decay_ratio
+            if decayed <= 0:
+                return 1.0
+            return 1.0 - (math.sqrt(decayed) if decay_shape == "1-sqrt" else decayed)
         if schedule == "cosine":
-            return 0.5 * (1.0 + math.cos(math.pi * progress))
-        return 1.0 - progress
+            return 0.5 * (1.0 + math.cos(math.pi * done))
+        return 1.0 - done
 
     return multiplier
 

@@ -46,8 +46,10 @@ def validate_config(cfg: DictConfig) -> ResolvedInit | None:
         _check_optimizer,
         _check_batches,
         _check_model,
+        _check_model_switches,
         _check_lengths,
         _check_pretraining,
+        _check_masking,
         _check_metrics,
         _check_training_length,
         _check_callbacks,
@@ -121,6 +123,13 @@ def _check_model(cfg: DictConfig) -> None:
     _require(cfg, "model.max_position_embeddings", _int_at_least(1), "must be an integer >= 1")
 
 
+def _check_model_switches(cfg: DictConfig) -> None:
+    """The architecture switches together; BertConfig raises a ConfigError naming the keys."""
+    model = _value(cfg, "model")
+    if model is not None:
+        BertConfig.from_dict(OmegaConf.to_container(model, resolve=True))
+
+
 def _check_lengths(cfg: DictConfig) -> None:
     positions = _value(cfg, "model.max_position_embeddings")
     _require(
@@ -170,6 +179,19 @@ def _check_pretraining(cfg: DictConfig) -> None:
         lambda v: _is_number(v) and 0 < v < 1,
         "must be a number in (0, 1) (the share of documents held out)",
     )
+
+
+def _check_masking(cfg: DictConfig) -> None:
+    """The replace/random/keep split of the masked tokens must be shares that add up to <= 1."""
+    for key in ("task.mask_token_prob", "task.random_token_prob"):
+        _require(cfg, key, lambda v: _is_number(v) and 0 <= v <= 1, "must be a number in [0, 1]")
+    mask, random = _value(cfg, "task.mask_token_prob"), _value(cfg, "task.random_token_prob")
+    if _is_number(mask) and _is_number(random) and mask + random > 1:
+        _fail(
+            "task.random_token_prob",
+            random,
+            f"task.mask_token_prob={mask} plus it must be <= 1 (the rest keep their token)",
+        )
 
 
 def _check_metrics(cfg: DictConfig) -> None:

@@ -1,4 +1,4 @@
-"""The create_pretraining_data recipe: pairs, NSP balance, truncation and masking statistics."""
+"""Pretraining instances (BERT pairs, RoBERTa full sentences), truncation and masking statistics."""
 
 import random
 
@@ -9,6 +9,7 @@ from bertlab.data.instances import (
     InstanceSettings,
     MaskingSettings,
     create_instances,
+    create_packed_instances,
     mask_tokens,
     truncate_pair,
 )
@@ -149,3 +150,56 @@ def test_whole_word_masking_masks_every_piece_of_a_word():
         assert (
             len(positions) == 3 * len(words) == 9
         )  # round(60 * 0.15) = 9 pieces, whole words only
+
+
+SEPARATOR = -1  # no document uses it
+
+
+def test_full_sentences_fill_the_length_across_documents_without_nsp():
+    docs = documents(count=60)
+    settings = InstanceSettings(max_seq_length=64, short_seq_prob=0.0, dupe_factor=2, nsp=False)
+    instances = create_packed_instances(docs, settings, random.Random(0), SEPARATOR)
+    sentences = {tuple(s) for doc in docs for s in doc}
+    crossing = 0
+    for tokens, second, is_random_next in instances:
+        assert second == [] and not is_random_next and 0 < len(tokens) <= 62  # [CLS] .. [SEP]
+        pieces = [[]]
+        for token in tokens:  # document boundaries: a [SEP] between whole sentences
+            pieces[-1].append(token) if token != SEPARATOR else pieces.append([])
+        crossing += len(pieces) > 1
+        documents_seen = {piece[0] // 1000 for piece in pieces}
+        assert len(documents_seen) == len(pieces)  # one document per piece
+        for piece in pieces[1:-1]:  # a document in the middle is there whole
+            assert sum(len(s) for s in docs[piece[0] // 1000]) == len(piece)
+    assert crossing > len(instances) / 3
+    # Filled: a segment stops only where the next sentence would not fit.
+    lengths = np.array([len(tokens) for tokens, _, _ in instances])
+    assert lengths.mean() > 0.75 * 62
+    # Every sentence of every document is used, once per pass.
+    used = sum(len(tokens) - tokens.count(SEPARATOR) for tokens, _, _ in instances)
+    assert used == 2 * sum(len(s) for s in sentences)
+
+
+def test_mask_rate_and_the_replace_random_keep_split_are_settings():
+    settings = MaskingSettings(
+        masked_lm_prob=0.3, max_predictions_per_seq=None, mask_token_prob=0.5, random_token_prob=0.2
+    )
+    input_ids = np.arange(5, 205)
+    chosen = masked = randomized = 0
+    for seed in range(100):
+        out, positions, _ = mask_tokens(
+            input_ids,
+            np.ones(200, bool),
+            None,
+            settings,
+            MASK_ID,
+            np.arange(1000, 2000),
+            np.random.default_rng(seed),
+        )
+        assert len(positions) == 60  # 30%, no cap
+        chosen += len(positions)
+        masked += int((out[positions] == MASK_ID).sum())
+        randomized += int((out[positions] >= 1000).sum())
+    assert masked / chosen == pytest.approx(0.5, abs=0.02)
+    assert randomized / chosen == pytest.approx(0.2, abs=0.02)
+    assert MaskingSettings(masked_lm_prob=0.3).at_bert_rate() == MaskingSettings()

@@ -1,11 +1,14 @@
 import pytest
 import torch
 
+from bertlab.errors import ConfigError
 from bertlab.model import (
+    SWITCH_KEYS,
     BertConfig,
     BertForPreTraining,
     BertForQuestionAnswering,
     BertForSequenceClassification,
+    count_parameters,
 )
 
 SMALL = BertConfig(vocab_size=120, num_layers=2, hidden_size=32, num_heads=4, intermediate_size=64)
@@ -109,3 +112,119 @@ def test_parameter_names_and_outputs_match_transformers(model):
     real = attention_mask.bool()
     torch.testing.assert_close(mlm[real], out.prediction_logits[real], atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(nsp, out.seq_relationship_logits, atol=1e-5, rtol=1e-5)
+
+
+# ---- switches since BERT -------------------------------------------------------------------
+
+MODERN = BertConfig(
+    vocab_size=120,
+    num_layers=4,
+    hidden_size=32,
+    num_heads=4,
+    intermediate_size=48,
+    type_vocab_size=0,
+    layer_norm_position="pre",
+    feed_forward="glu",
+    bias=False,
+    position_embedding_type="rotary",
+    local_attention=4,
+    global_attn_every_n_layers=2,
+    final_layer_norm=True,
+    pooling="mean",
+)
+
+
+def test_switched_model_ignores_padding_with_windows_shorter_than_the_text():
+    torch.manual_seed(0)
+    model = BertForSequenceClassification(MODERN, num_labels=2).eval()
+    input_ids, token_type_ids, attention_mask = batch([11, 6], width=11)
+    padded = [
+        torch.nn.functional.pad(t, (0, 13)) for t in (input_ids, token_type_ids, attention_mask)
+    ]
+    with torch.no_grad():
+        short = model(input_ids, token_type_ids, attention_mask)
+        long = model(*padded)
+        seq, _ = model.bert(input_ids, None, attention_mask)
+        seq_long, _ = model.bert(*padded)
+    torch.testing.assert_close(long, short, atol=1e-5, rtol=1e-5)
+    real = attention_mask.bool()
+    torch.testing.assert_close(seq_long[:, :11][real], seq[real], atol=1e-5, rtol=1e-5)
+    assert torch.isfinite(seq_long).all()  # padding queries far from every real token
+
+
+def test_local_window_limits_what_a_token_sees():
+    """With every layer local (window 4: 2 each side, 2 layers), token 0 cannot see token 9."""
+    config = BertConfig(**{**vars(MODERN), "num_layers": 2, "global_attn_every_n_layers": 3})
+    torch.manual_seed(0)
+    model = BertForPreTraining(config, next_sentence=False).eval()
+    model.bert.encoder.layer[0].is_global = False  # make the first layer local too
+    input_ids = torch.randint(5, 120, (1, 10))
+    changed = input_ids.clone()
+    changed[0, 9] = 4
+    with torch.no_grad():
+        before, _ = model.bert(input_ids)
+        after, _ = model.bert(changed)
+    torch.testing.assert_close(before[0, :5], after[0, :5])
+    assert (before[0, 8] - after[0, 8]).abs().max() > 1e-4
+
+
+def test_switches_shape_the_parameters():
+    names = set(BertForPreTraining(MODERN, next_sentence=False).state_dict())
+    assert "bert.embeddings.position_embeddings.weight" not in names  # rotary
+    assert "bert.embeddings.token_type_embeddings.weight" not in names
+    assert "bert.encoder.layer.0.attention.LayerNorm.weight" not in names  # embeddings' LN serves
+    assert "bert.encoder.layer.1.attention.LayerNorm.weight" in names
+    assert "bert.encoder.layer.1.attention.output.LayerNorm.weight" not in names  # pre-LN
+    assert "bert.encoder.LayerNorm.weight" in names
+    assert not any(name.endswith(".bias") for name in names - {"cls.predictions.bias"})
+    assert "cls.seq_relationship.weight" not in names and "bert.pooler.dense.weight" not in names
+    gated = BertForPreTraining(MODERN).bert.encoder.layer[0].intermediate.dense
+    assert gated.weight.shape == (2 * 48, 32)
+    untied = BertForPreTraining(BertConfig(**{**vars(SMALL), "tie_word_embeddings": False}))
+    assert (
+        untied.cls.predictions.decoder.weight is not untied.bert.embeddings.word_embeddings.weight
+    )
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"layer_norm_position": "middle"}, "model.layer_norm_position='middle': allowed values"),
+        (
+            {"local_attention": 128},
+            "model.local_attention=128 with model.global_attn_every_n_layers=1",
+        ),
+        (
+            {"local_attention": 7, "global_attn_every_n_layers": 3},
+            "model.local_attention=7: must be an even window",
+        ),
+        (
+            {"position_embedding_type": "rotary", "hidden_size": 30, "num_heads": 2},
+            "model.position_embedding_type=rotary .* model.hidden_size / model.num_heads = 30/2",
+        ),
+        ({"pooling": "max"}, "model.pooling='max': allowed values are pooler, cls, mean"),
+    ],
+)
+def test_combinations_that_cannot_work_name_their_keys(values, message):
+    with pytest.raises(ConfigError, match=message):
+        BertConfig.from_dict(values)
+
+
+def test_presets_bert_keeps_bert_and_modernbert_builds(make_config):
+    defaults = BertConfig()
+    for preset in ("tiny", "mini", "small", "medium", "base", "large"):
+        model = make_config(f"model={preset}").model
+        assert {k: model[k] for k in SWITCH_KEYS} == {k: getattr(defaults, k) for k in SWITCH_KEYS}
+    base = BertConfig.from_dict(make_config("model=modernbert_base").model, vocab_size=50368)
+    with torch.device("meta"):  # the sizes, without the memory
+        parameters = count_parameters(BertForPreTraining(base, next_sentence=False))
+    assert 149e6 < parameters - 50368 < 150e6  # the paper's 149M (the decoder bias aside)
+    tiny = BertConfig.from_dict(make_config("model=modernbert_tiny").model, vocab_size=200)
+    assert [tiny.is_global(i) for i in range(tiny.num_layers)] == [True, False, False]
+
+
+def test_validation_names_the_keys_before_any_work(make_config):
+    from bertlab.validation import validate_config
+
+    with pytest.raises(ConfigError, match="model.global_attn_every_n_layers=1"):
+        validate_config(make_config("model.local_attention=64"))

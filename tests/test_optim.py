@@ -1,7 +1,15 @@
 import pytest
 import torch
 
-from bertlab.optim import BertAdam, Lamb, configure_optimizer, parameter_groups, warmup_then_decay
+from bertlab.optim import (
+    BertAdam,
+    Lamb,
+    budget_clock,
+    budgeted,
+    configure_optimizer,
+    parameter_groups,
+    warmup_then_decay,
+)
 
 
 def test_no_weight_decay_on_biases_and_layer_norm():
@@ -67,3 +75,46 @@ def test_lamb_scales_update_by_trust_ratio():
     optimizer.step()
     # Adam direction is all ones (norm 2), weight norm 6: step = lr * 6/2 * 1
     torch.testing.assert_close(weight.data, torch.full((4,), 3.0 - 0.3))
+
+
+def test_wsd_warms_up_holds_then_decays_over_the_final_share():
+    multiplier = warmup_then_decay(
+        warmup_steps=10, total_steps=100, schedule="wsd", decay_ratio=0.2
+    )
+    assert [round(multiplier(s), 3) for s in (0, 9, 10, 50, 80, 90, 100)] == [
+        0.091,
+        0.909,
+        1.0,
+        1.0,
+        1.0,
+        0.5,
+        0.0,
+    ]
+    root = warmup_then_decay(10, 100, "wsd", decay_ratio=0.2, decay_shape="1-sqrt")
+    assert root(85) == pytest.approx(1 - 0.25**0.5)
+    with pytest.raises(ValueError, match="optimizer.decay_ratio=0: must be in"):
+        warmup_then_decay(10, 100, "wsd", decay_ratio=0)
+
+
+def test_a_time_budget_drives_the_schedule_by_the_share_spent():
+    spent = [0.0]
+    multiplier = budgeted(0.1, float("inf"), "wsd", lambda: spent[0], decay_ratio=0.2)
+    values = {}
+    for share in (0.05, 0.1, 0.5, 0.9, 1.0):
+        spent[0] = share
+        values[share] = multiplier(step=123)  # the step count does not matter without a limit
+    assert values == pytest.approx({0.05: 0.5, 0.1: 1.0, 0.5: 1.0, 0.9: 0.5, 1.0: 0.0})
+    # With a step limit as well, whichever is further along leads.
+    linear = budgeted(0.0, 100, "linear", lambda: 0.25)
+    assert linear(10) == pytest.approx(0.75) and linear(60) == pytest.approx(0.4)
+
+
+def test_budget_clock_reads_lightnings_timer_and_its_restored_offset():
+    import pytorch_lightning as pl
+
+    trainer = pl.Trainer(max_time={"seconds": 100}, logger=False, enable_checkpointing=False)
+    spent = budget_clock(trainer)
+    timer = next(c for c in trainer.callbacks if type(c).__name__ == "Timer")
+    timer.load_state_dict({"time_elapsed": {"train": 40.0}})  # as resume restores it
+    assert spent() == pytest.approx(0.4)
+    assert budget_clock(pl.Trainer(logger=False, enable_checkpointing=False)) is None

@@ -16,6 +16,7 @@ import torch
 from safetensors.torch import save_file
 from tokenizers import Tokenizer
 
+from bertlab.checkpoints import modernbert
 from bertlab.checkpoints.io import load_weight_file
 from bertlab.errors import CheckpointError
 from bertlab.tasks.base import BertTaskModule
@@ -117,6 +118,8 @@ def read_hf_config(directory: str | Path) -> dict:
     if not isinstance(config, dict):
         raise CheckpointError(f"{path}: expected a JSON object")
     model_type = config.get("model_type", "bert")
+    if modernbert.is_modernbert(config):
+        return config
     if model_type != "bert":
         raise CheckpointError(
             f"{path}: model_type={model_type!r}; bertlab loads BERT (model_type 'bert')"
@@ -132,7 +135,10 @@ def read_hf_config(directory: str | Path) -> dict:
 
 def model_section(config: dict, path: str | Path) -> dict:
     """The bertlab `model` keys described by a Hugging Face `config.json` body read from `path`."""
-    model = {ours: config[theirs] for theirs, ours in CONFIG_NAMES.items() if theirs in config}
+    if modernbert.is_modernbert(config):
+        model = modernbert.model_config(config, str(path))
+    else:
+        model = {ours: config[theirs] for theirs, ours in CONFIG_NAMES.items() if theirs in config}
     if "hidden_act" in model:
         activation = model["hidden_act"]
         if activation not in ACTIVATION_NAMES:
@@ -153,6 +159,10 @@ def load_hf_state_dict(directory: str | Path) -> dict[str, torch.Tensor]:
     """Weights of a Hugging Face BERT directory under bertlab's (= BertForPreTraining's) names."""
     directory = Path(directory)
     state = _read_weights(directory)
+    config_path = directory / CONFIG_FILE
+    config = json.loads(config_path.read_text(encoding="utf-8")) if config_path.is_file() else {}
+    if modernbert.is_modernbert(config):  # its names differ: bertlab/checkpoints/modernbert.py maps them
+        return modernbert.bertlab_state_dict(state, config)
     return {
         standard_name(key): value
         for key, value in state.items()

@@ -29,6 +29,7 @@ from bertlab.checkpoints.hf import (
 )
 from bertlab.checkpoints.io import encoder_weights, load_checkpoint, load_weight_file
 from bertlab.errors import CheckpointError, ConfigError
+from bertlab.model import SWITCH_KEYS
 from bertlab.tokenizer import TOKENIZER_FILE, VOCAB_FILE, load_tokenizer
 
 log = logging.getLogger(__name__)
@@ -42,6 +43,7 @@ ARCHITECTURE_KEYS = (
     "type_vocab_size",
     "layer_norm_eps",
     "hidden_act",
+    *SWITCH_KEYS,  # the switches since BERT (pre-LN, GeGLU, rotary, ...), modernbert.py
 )
 # Also taken from the initial weights' config unless chosen on the command line.
 TRAINING_KEYS = ("hidden_dropout", "attention_dropout", "initializer_range")

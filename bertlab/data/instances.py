@@ -1,4 +1,9 @@
-"""BERT's create_pretraining_data recipe: sentence-pair instances and masked-LM masking.
+"""Pretraining instances and masked-LM masking.
+
+Two recipes: BERT's create_pretraining_data (sentence pairs, half of them with a random
+second segment, for next sentence prediction) and, with `nsp=False`, RoBERTa's
+FULL-SENTENCES (whole sentences packed up to max_seq_length, crossing document boundaries
+with a [SEP] between documents; masked LM only).
 
 Instances are built once and stored in shards (`write_shard`): the token ids of segment A
 then segment B, concatenated, plus an index row per instance. Masking happens when an
@@ -12,7 +17,7 @@ This module imports only numpy and tokenizers so that preparation workers start 
 from __future__ import annotations
 
 import random
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +39,7 @@ class InstanceSettings:
     short_seq_prob: float = 0.1
     dupe_factor: int = 5
     seed: int = 12345
+    nsp: bool = True  # sentence pairs for next sentence prediction; False: packed full sentences
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -74,14 +80,57 @@ def create_instances(
     return instances
 
 
+def create_packed_instances(
+    documents: list[list[list[int]]],
+    settings: InstanceSettings,
+    rng: random.Random,
+    separator: int,
+) -> list[tuple[list[int], list[int], bool]]:
+    """RoBERTa's FULL-SENTENCES inputs as (tokens, [], False), `dupe_factor` passes.
+
+    Whole sentences are packed until the next one would not fit in max_seq_length - 2
+    tokens ([CLS] ... [SEP]); a segment continues into the next document after a
+    `separator` token, as RoBERTa's does (Liu et al. 2019, section 4.2). Each pass takes the
+    documents in a new order, so copies are cut differently. A sentence longer than a whole
+    segment is cut to fit.
+    """
+    max_num_tokens = settings.max_seq_length - 2
+    instances = []
+    for _ in range(settings.dupe_factor):
+        order = list(range(len(documents)))
+        rng.shuffle(order)
+        segment: list[int] = []
+        target = _target_length(max_num_tokens, settings, rng)
+        for doc_index in order:
+            if segment:
+                segment.append(separator)  # a document boundary inside the segment
+            for sentence in documents[doc_index]:
+                if segment and len(segment) + len(sentence) > target:
+                    _close_segment(segment, separator, instances)
+                    segment, target = [], _target_length(max_num_tokens, settings, rng)
+                segment.extend(sentence[:max_num_tokens])
+        _close_segment(segment, separator, instances)
+    rng.shuffle(instances)
+    return instances
+
+
+def _target_length(max_num_tokens: int, settings: InstanceSettings, rng: random.Random) -> int:
+    """Mostly fill the sequence; sometimes a shorter one, like the short inputs of fine-tuning."""
+    if rng.random() < settings.short_seq_prob:
+        return rng.randint(2, max_num_tokens)
+    return max_num_tokens
+
+
+def _close_segment(segment: list[int], separator: int, instances: list) -> None:
+    tokens = segment[:-1] if segment[-1:] == [separator] else segment
+    if tokens:
+        instances.append((tokens, [], False))
+
+
 def _instances_from_document(documents, doc_index, settings: InstanceSettings, rng: random.Random):
     document = documents[doc_index]
     max_num_tokens = settings.max_seq_length - 3  # [CLS] A [SEP] B [SEP]
-    # Mostly fill the sequence; sometimes target a shorter one so the model also sees
-    # the short inputs that fine-tuning tasks bring.
-    target_length = max_num_tokens
-    if rng.random() < settings.short_seq_prob:
-        target_length = rng.randint(2, max_num_tokens)
+    target_length = _target_length(max_num_tokens, settings, rng)
 
     # Each chunk of sentences makes exactly one instance, "random next" or not, and both
     # outcomes consume the same sentences; so the NSP labels stay 50/50 whatever the
@@ -170,7 +219,10 @@ def build_shard(task: dict) -> dict:
         extra = documents["train"] if split == "val" and len(documents["val"]) < 2 else []
         rng = random.Random(f"{settings.seed}-{task['chunk']}-{split}")
         instances = []
-        if documents[split] and len(documents[split]) + len(extra) >= 2:
+        if documents[split] and not settings.nsp:
+            separator = tokenizer.token_to_id("[SEP]")
+            instances = create_packed_instances(documents[split], settings_split, rng, separator)
+        elif documents[split] and len(documents[split]) + len(extra) >= 2:
             instances = create_instances(documents[split], settings_split, rng, extra)
         if instances:
             write_shard(
@@ -186,9 +238,22 @@ def build_shard(task: dict) -> dict:
 
 @dataclass(frozen=True)
 class MaskingSettings:
+    """Which tokens a masked LM predicts, and what it reads in their place.
+
+    `masked_lm_prob` of the tokens (at most `max_predictions_per_seq`, None: no cap) are
+    predicted; of those, `mask_token_prob` read [MASK], `random_token_prob` a random token,
+    and the rest the token itself (BERT: 0.15, 0.8, 0.1, 0.1).
+    """
+
     masked_lm_prob: float = 0.15
-    max_predictions_per_seq: int = 20
+    max_predictions_per_seq: int | None = 20
     whole_word_masking: bool = False
+    mask_token_prob: float = 0.8
+    random_token_prob: float = 0.1
+
+    def at_bert_rate(self) -> MaskingSettings:
+        """The same masking at BERT's rate and split: the yardstick runs at any rate compare on."""
+        return replace(self, masked_lm_prob=0.15, mask_token_prob=0.8, random_token_prob=0.1)
 
 
 def mask_tokens(
@@ -204,11 +269,12 @@ def mask_tokens(
 
     `candidate` marks maskable positions (not [CLS]/[SEP]). With whole-word masking,
     `word_start` marks tokens that begin a word, and a word's pieces are masked together.
-    Of the chosen positions 80% become [MASK], 10% a random token, 10% stay unchanged.
+    Of the chosen positions `mask_token_prob` become [MASK], `random_token_prob` a random
+    token, the rest stay unchanged (BERT: 80%, 10%, 10%).
     """
-    num_to_predict = min(
-        settings.max_predictions_per_seq, max(1, round(len(input_ids) * settings.masked_lm_prob))
-    )
+    num_to_predict = max(1, round(len(input_ids) * settings.masked_lm_prob))
+    if settings.max_predictions_per_seq is not None:
+        num_to_predict = min(settings.max_predictions_per_seq, num_to_predict)
     positions = np.flatnonzero(candidate)
     if settings.whole_word_masking and word_start is not None:
         starts = word_start[positions] | (np.arange(len(positions)) == 0)
@@ -226,7 +292,8 @@ def mask_tokens(
     labels = input_ids[masked_positions].copy()
     masked = input_ids.copy()
     roll = rng.random(len(masked_positions))
-    masked[masked_positions[roll < 0.8]] = mask_id
-    randomized = masked_positions[roll >= 0.9]
+    masked[masked_positions[roll < settings.mask_token_prob]] = mask_id
+    # The top of the roll, so that BERT's 80/10/10 split draws what it always drew.
+    randomized = masked_positions[roll >= 1 - settings.random_token_prob]
     masked[randomized] = replacement_ids[rng.integers(len(replacement_ids), size=len(randomized))]
     return masked, masked_positions, labels

@@ -69,8 +69,11 @@ class PretrainingDataModule(BertDataModule):
         short_seq_prob: float = 0.1,
         dupe_factor: int = 5,
         masked_lm_prob: float = 0.15,
-        max_predictions_per_seq: int = 20,
+        max_predictions_per_seq: int | None = 20,
         whole_word_masking: bool = False,
+        mask_token_prob: float = 0.8,
+        random_token_prob: float = 0.1,
+        nsp: bool = True,
         masking: str = "static",
         val_fraction: float = 0.05,
         chunk_chars: int = 4_000_000,
@@ -92,9 +95,16 @@ class PretrainingDataModule(BertDataModule):
             )
         self.corpus = corpus
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size or batch_size
-        self.instance_settings = InstanceSettings(max_seq_length, short_seq_prob, dupe_factor, seed)
+        self.nsp = nsp
+        self.instance_settings = InstanceSettings(
+            max_seq_length, short_seq_prob, dupe_factor, seed, nsp
+        )
         self.masking_settings = MaskingSettings(
-            masked_lm_prob, max_predictions_per_seq, whole_word_masking
+            masked_lm_prob,
+            max_predictions_per_seq,
+            whole_word_masking,
+            mask_token_prob,
+            random_token_prob,
         )
         self.masking, self.val_fraction, self.chunk_chars = masking, val_fraction, chunk_chars
         self.prepare_workers = (
@@ -209,15 +219,21 @@ class PretrainingDataModule(BertDataModule):
             "word_start": word_start,
             "replacement_ids": np.array(sorted(set(vocab.values()) - specials), dtype=np.int64),
             "seed": self.seed,
+            "pairs": self.nsp,
         }
         self.train_set = ShardedInstances(
             sorted(self.shard_dir.glob("train-*.index.npy")),
             dynamic=self.masking == "dynamic",
             **common,
         )
-        self.val_set = ShardedInstances(
-            sorted(self.shard_dir.glob("val-*.index.npy")), dynamic=False, **common
-        )
+        val_files = sorted(self.shard_dir.glob("val-*.index.npy"))
+        self.val_set = ShardedInstances(val_files, dynamic=False, **common)
+        # The same held-out instances masked at BERT's 15% (80/10/10), so that runs at any
+        # masking rate report a masked-LM accuracy that compares (val/mlm_accuracy_at_15).
+        self.val_set_at_15 = None
+        if self.masking_settings.at_bert_rate() != self.masking_settings:
+            reference = {**common, "masking": self.masking_settings.at_bert_rate()}
+            self.val_set_at_15 = ShardedInstances(val_files, dynamic=False, **reference)
 
     def info(self) -> dict:
         return entry_info(self.shard_dir)
@@ -225,8 +241,19 @@ class PretrainingDataModule(BertDataModule):
     def train_dataloader(self) -> DataLoader:
         return self._loader(self.train_set, self.batch_size, shuffle=True)
 
-    def val_dataloader(self) -> DataLoader:
-        return self._loader(self.val_set, self.eval_batch_size, shuffle=False)
+    def val_dataloader(self) -> DataLoader | list[DataLoader]:
+        """The held-out instances; then, when training masks otherwise, them at 15% masking."""
+        loader = self._loader(self.val_set, self.eval_batch_size, shuffle=False)
+        if self.val_set_at_15 is None:
+            return loader
+        return [loader, self._loader(self.val_set_at_15, self.eval_batch_size, shuffle=False)]
+
+    def module_kwargs(self) -> dict:
+        """Whether the model has an NSP head; whether 15% masking comes as a second val loader."""
+        return {
+            "nsp": self.nsp,
+            "separate_mlm_at_15": self.masking_settings.at_bert_rate() != self.masking_settings,
+        }
 
     def _loader(self, dataset: ShardedInstances, batch_size: int, shuffle: bool) -> DataLoader:
         lengths = dataset.lengths() if shuffle and self.group_by_length else None
@@ -255,11 +282,13 @@ class PretrainingDataModule(BertDataModule):
             random_next += int(item["next_sentence_labels"])
             for label in item["masked_labels"].tolist():
                 token_counts[label] = token_counts.get(label, 0) + 1
-        random_share = random_next / len(self.val_set)
-        return {
-            "val/mlm_majority_accuracy": max(token_counts.values()) / sum(token_counts.values()),
-            "val/nsp_majority_accuracy": max(random_share, 1 - random_share),
+        metrics = {
+            "val/mlm_majority_accuracy": max(token_counts.values()) / sum(token_counts.values())
         }
+        if self.nsp:
+            random_share = random_next / len(self.val_set)
+            metrics["val/nsp_majority_accuracy"] = max(random_share, 1 - random_share)
+        return metrics
 
 
 def _preparation_progress() -> Progress:
@@ -342,8 +371,11 @@ class ShardedInstances(Dataset):
         replacement_ids: np.ndarray,
         seed: int,
         dynamic: bool,
+        pairs: bool = True,
     ):
+        """`pairs`: instances are [CLS] A [SEP] B [SEP]; else packed segments [CLS] A [SEP]."""
         self.special, self.masking, self.seed, self.dynamic = special, masking, seed, dynamic
+        self.pairs = pairs
         self.word_start, self.replacement_ids = word_start, replacement_ids
         self.index_files = index_files
         self._shards: list[tuple[np.ndarray, np.ndarray]] | None = None
@@ -354,9 +386,10 @@ class ShardedInstances(Dataset):
         return self.starts[-1]
 
     def lengths(self) -> list[int]:
-        """Sequence length of every instance ([CLS] A [SEP] B [SEP]), from the shard indexes."""
+        """Sequence length of every instance (with [CLS] and [SEP]s), from the shard indexes."""
         rows = [open_shard_array(p)[:, [LENGTH_A, LENGTH_B]] for p in self.index_files]
-        return (np.concatenate(rows).sum(axis=1) + 3).tolist() if rows else []
+        specials = 3 if self.pairs else 2
+        return (np.concatenate(rows).sum(axis=1) + specials).tolist() if rows else []
 
     def _open(self) -> list[tuple[np.ndarray, np.ndarray]]:
         if self._shards is None:  # opened lazily, so each DataLoader worker maps its own
@@ -378,11 +411,13 @@ class ShardedInstances(Dataset):
         ]
         pair = tokens[offset : offset + length_a + length_b].astype(np.int64)
         cls, sep = self.special.cls, self.special.sep
-        input_ids = np.concatenate([[cls], pair[:length_a], [sep], pair[length_a:], [sep]])
-        token_type_ids = np.zeros(len(input_ids), dtype=np.int64)
-        token_type_ids[length_a + 2 :] = 1
-        candidate = np.ones(len(input_ids), dtype=bool)
-        candidate[[0, length_a + 1, len(input_ids) - 1]] = False
+        token_type_ids = np.zeros(length_a + length_b + 2 + self.pairs, dtype=np.int64)
+        if self.pairs:
+            input_ids = np.concatenate([[cls], pair[:length_a], [sep], pair[length_a:], [sep]])
+            token_type_ids[length_a + 2 :] = 1
+        else:  # a packed segment; [SEP]s inside it mark document boundaries
+            input_ids = np.concatenate([[cls], pair, [sep]])
+        candidate = (input_ids != cls) & (input_ids != sep)
 
         rng = np.random.default_rng([self.seed, epoch if self.dynamic else 0, index])
         masked, positions, labels = mask_tokens(

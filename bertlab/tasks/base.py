@@ -9,7 +9,7 @@ import torch
 from pytorch_lightning.plugins.precision import MixedPrecision
 from torch import nn
 
-from bertlab.optim import configure_optimizer
+from bertlab.optim import budget_clock, configure_optimizer
 
 
 class BertTaskModule(pl.LightningModule):
@@ -44,7 +44,12 @@ class BertTaskModule(pl.LightningModule):
             # (such an optimizer may unscale them itself); the default foreach kernels are
             # nearly as fast on GPU.
             settings["fused"] = None
-        return configure_optimizer(self.model, settings, self.trainer.estimated_stepping_batches)
+        return configure_optimizer(
+            self.model,
+            settings,
+            self.trainer.estimated_stepping_batches,
+            budget_clock(self.trainer),  # trainer.max_time drives the schedule too
+        )
 
     def _clips_under_mixed_precision(self) -> bool:
         return bool(self.trainer.gradient_clip_val) and isinstance(

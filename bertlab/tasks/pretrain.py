@@ -1,7 +1,8 @@
-"""Pretraining: masked LM + next sentence prediction."""
+"""Pretraining: masked LM, plus next sentence prediction unless `task.nsp=false`."""
 
 from __future__ import annotations
 
+import torch
 import torch.nn.functional as F
 from torch import nn
 from torchmetrics.classification import BinaryAccuracy, MulticlassAccuracy
@@ -9,44 +10,79 @@ from torchmetrics.classification import BinaryAccuracy, MulticlassAccuracy
 from bertlab.model import BertConfig, BertForPreTraining
 from bertlab.tasks.base import BertTaskModule
 
+# The logged name of masked-LM accuracy on the held-out instances masked at BERT's 15%.
+MLM_AT_15 = "val/mlm_accuracy_at_15"
+
 
 class PretrainingModule(BertTaskModule):
-    """Loss = MLM cross-entropy over masked tokens + NSP cross-entropy."""
+    """Loss = MLM cross-entropy over masked tokens (+ NSP cross-entropy).
 
-    def __init__(self, model: dict, optimizer: dict, vocab_size: int, **task_settings):
-        super().__init__(model, optimizer, vocab_size, **task_settings)
-        self.model = BertForPreTraining(BertConfig.from_dict(model, vocab_size=vocab_size))
-        self.metrics = nn.ModuleDict(
-            {
-                f"{split}_{name}": metric
-                for split in ("train", "val")
-                for name, metric in (
-                    (
-                        "mlm_accuracy",
-                        MulticlassAccuracy(vocab_size, average="micro", validate_args=False),
-                    ),
-                    ("nsp_accuracy", BinaryAccuracy(validate_args=False)),
-                )
-            }
+    Validation also reports masked-LM accuracy at 15% masking (`val/mlm_accuracy_at_15`):
+    from the same pass when training masks as BERT does, else from a second validation
+    loader (`separate_mlm_at_15`) holding the same instances masked at 15%.
+    """
+
+    def __init__(
+        self,
+        model: dict,
+        optimizer: dict,
+        vocab_size: int,
+        nsp: bool = True,
+        separate_mlm_at_15: bool = False,
+        **task_settings,
+    ):
+        super().__init__(
+            model,
+            optimizer,
+            vocab_size,
+            nsp=nsp,
+            separate_mlm_at_15=separate_mlm_at_15,
+            **task_settings,
+        )
+        self.nsp = nsp
+        self.model = BertForPreTraining(
+            BertConfig.from_dict(model, vocab_size=vocab_size), next_sentence=nsp
         )
 
-    def _shared_step(self, batch: dict, split: str):
+        def mlm_accuracy() -> MulticlassAccuracy:
+            return MulticlassAccuracy(vocab_size, average="micro", validate_args=False)
+
+        metrics = {
+            "train_mlm_accuracy": mlm_accuracy(),
+            "val_mlm_accuracy": mlm_accuracy(),
+            "val_mlm_accuracy_at_15": mlm_accuracy(),
+        }
+        if nsp:
+            metrics |= {
+                f"{split}_nsp_accuracy": BinaryAccuracy(validate_args=False)
+                for split in ("train", "val")
+            }
+        self.metrics = nn.ModuleDict(metrics)
+
+    def _mlm(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """(MLM logits (N, V), their labels (N,), NSP logits (B, 2) or None)."""
         masked_positions = batch["masked_positions"]
         mlm_logits, nsp_logits = self.network(
             batch["input_ids"], batch["token_type_ids"], batch["attention_mask"], masked_positions
         )
-        masked_labels = batch["masked_labels"][masked_positions >= 0]  # (N,), logits' order
+        return mlm_logits, batch["masked_labels"][masked_positions >= 0], nsp_logits
+
+    def _shared_step(self, batch: dict, split: str):
+        mlm_logits, masked_labels, nsp_logits = self._mlm(batch)
         mlm_loss = F.cross_entropy(mlm_logits.float(), masked_labels)
-        nsp_loss = F.cross_entropy(nsp_logits.float(), batch["next_sentence_labels"])
-        loss = mlm_loss + nsp_loss
+        log = {"loss": mlm_loss, "mlm_loss": mlm_loss}
+        if self.nsp:
+            nsp_loss = F.cross_entropy(nsp_logits.float(), batch["next_sentence_labels"])
+            log |= {"loss": mlm_loss + nsp_loss, "nsp_loss": nsp_loss}
 
         mlm_accuracy = self.metrics[f"{split}_mlm_accuracy"]
-        nsp_accuracy = self.metrics[f"{split}_nsp_accuracy"]
-        mlm_accuracy(mlm_logits.argmax(-1), masked_labels)
-        nsp_accuracy(nsp_logits.argmax(-1), batch["next_sentence_labels"])
+        predictions = mlm_logits.argmax(-1)
+        mlm_accuracy(predictions, masked_labels)
+        if split == "val" and not self.hparams.separate_mlm_at_15:  # training masks at 15%
+            self.metrics["val_mlm_accuracy_at_15"](predictions, masked_labels)
+            self.log(MLM_AT_15, self.metrics["val_mlm_accuracy_at_15"], **_EPOCH)
         on_step = split == "train"
         batch_size = batch["input_ids"].shape[0]
-        log = {"loss": loss, "mlm_loss": mlm_loss, "nsp_loss": nsp_loss}
         for name, value in log.items():
             self.log(
                 f"{split}/{name}",
@@ -56,6 +92,7 @@ class PretrainingModule(BertTaskModule):
                 batch_size=batch_size,
                 prog_bar=name == "loss",
                 sync_dist=not on_step,
+                add_dataloader_idx=False,
             )
         self.log(
             f"{split}/mlm_accuracy",
@@ -63,12 +100,31 @@ class PretrainingModule(BertTaskModule):
             on_step=on_step,
             on_epoch=True,
             prog_bar=split == "val",
+            add_dataloader_idx=False,
         )
-        self.log(f"{split}/nsp_accuracy", nsp_accuracy, on_step=on_step, on_epoch=True)
-        return loss
+        if self.nsp:
+            nsp_accuracy = self.metrics[f"{split}_nsp_accuracy"]
+            nsp_accuracy(nsp_logits.argmax(-1), batch["next_sentence_labels"])
+            self.log(
+                f"{split}/nsp_accuracy",
+                nsp_accuracy,
+                on_step=on_step,
+                on_epoch=True,
+                add_dataloader_idx=False,
+            )
+        return log["loss"]
 
     def training_step(self, batch: dict, batch_idx: int):
         return self._shared_step(batch, "train")
 
-    def validation_step(self, batch: dict, batch_idx: int):
-        return self._shared_step(batch, "val")
+    def validation_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0):
+        if dataloader_idx == 0:
+            return self._shared_step(batch, "val")
+        # The second loader: the same instances masked at 15%; accuracy only.
+        mlm_logits, masked_labels, _ = self._mlm(batch)
+        self.metrics["val_mlm_accuracy_at_15"](mlm_logits.argmax(-1), masked_labels)
+        self.log(MLM_AT_15, self.metrics["val_mlm_accuracy_at_15"], **_EPOCH)
+        return None
+
+
+_EPOCH = {"on_step": False, "on_epoch": True, "add_dataloader_idx": False}
