@@ -50,7 +50,7 @@ def resolve_tokenizer(
 ) -> Tokenizer:
     """tokenizer.path, else the one saved with model.init (`init`), else one trained on the data."""
     if cfg.tokenizer.path:
-        return _tokenizer_file(cfg.tokenizer.path, cfg.tokenizer.lowercase)
+        return load_tokenizer(cfg.tokenizer.path, lowercase=cfg.tokenizer.lowercase)
     if init is not None:
         if init.tokenizer is None:
             raise CheckpointError(
@@ -67,24 +67,6 @@ def resolve_tokenizer(
         return {"vocab_size": tokenizer.get_vocab_size()}
 
     return load_tokenizer(cached_dir(cfg.cache_dir, "tokenizer", key, train) / TOKENIZER_FILE)
-
-
-def _tokenizer_file(path: str, lowercase: bool | None) -> Tokenizer:
-    """`tokenizer.path`, read; a file that is no tokenizer at all is named as such."""
-    try:
-        return load_tokenizer(path, lowercase=lowercase)
-    except UnicodeDecodeError as error:  # a binary file given as vocab.txt
-        reason = f"not UTF-8 text at byte {error.start}"
-    except (ValueError, FileNotFoundError):  # already name the file and what is wrong in it
-        raise
-    except Exception as error:
-        if type(error) is not Exception:  # `tokenizers` raises a bare Exception for bad JSON
-            raise
-        reason = (str(error).splitlines() or ["unreadable"])[0]
-    raise ConfigError(
-        f"tokenizer.path={path}: not a tokenizer file ({reason}); give a tokenizer.json, "
-        "a vocab.txt (one token per line) or a directory holding one"
-    )
 
 
 def build_module(

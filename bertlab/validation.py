@@ -392,14 +392,16 @@ def _vocab_size(cfg: DictConfig, init: ResolvedInit | None = None) -> int:
 
 def estimated_parameters(architecture: dict, vocab_size: int) -> int:
     """BERT with pooler and pretraining heads, counted from its dimensions before building it."""
-    config = dataclasses.replace(BertConfig(), **architecture, vocab_size=vocab_size)
-    hidden, inner, vocab = config.hidden_size, config.intermediate_size, config.vocab_size
-    positions = config.max_position_embeddings + config.type_vocab_size
+    # From the defaults, not BertConfig(): its checks would refuse a partial architecture.
+    defaults = {field.name: field.default for field in dataclasses.fields(BertConfig)}
+    config = {**defaults, **architecture, "vocab_size": vocab_size}
+    hidden, inner, vocab = config["hidden_size"], config["intermediate_size"], vocab_size
+    positions = config["max_position_embeddings"] + config["type_vocab_size"]
     embeddings = (vocab + positions) * hidden + 2 * hidden
     layer = 4 * (hidden * hidden + hidden) + 2 * hidden * inner + inner + 5 * hidden
     pooler = hidden * hidden + hidden
     pretraining_heads = (hidden * hidden + 3 * hidden + vocab) + (2 * hidden + 2)  # MLM, NSP
-    return embeddings + config.num_layers * layer + pooler + pretraining_heads
+    return embeddings + config["num_layers"] * layer + pooler + pretraining_heads
 
 
 def _check_model_size(architecture: dict, source: str, vocab_size: int) -> None:

@@ -8,10 +8,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from bertlab.checkpoints.init import init_model_config, load_pretrained, resolve
 from test_hf import perturb
 
-from bertlab import hf
-from bertlab.checkpoint import init_model_config, load_pretrained
+from bertlab.checkpoints import hf
+from bertlab.checkpoints.export import export
+from bertlab.checkpoints.modernbert import hf_representable, write_hf_directory
+from bertlab.checkpoints.restore import load_module
 from bertlab.cli.train import train
 from bertlab.errors import CheckpointError
 from bertlab.model import (
@@ -20,7 +23,6 @@ from bertlab.model import (
     BertForQuestionAnswering,
     BertForSequenceClassification,
 )
-from bertlab.checkpoints.modernbert import hf_representable, write_hf_directory
 from bertlab.tasks.classify import ClassificationModule
 from bertlab.tasks.qa import QuestionAnsweringModule
 
@@ -95,7 +97,7 @@ def padded_batch(lengths=(21, 14, 6), width: int = 21, seed: int = 0) -> dict[st
 def from_directory(directory: Path, model_class, **head):
     config = BertConfig.from_dict(hf.hf_model_config(directory))
     model = model_class(config, **head).eval()
-    load_pretrained(model, directory)
+    load_pretrained(model, resolve(directory))
     return model
 
 
@@ -120,7 +122,7 @@ def test_model_without_padding_and_bare_encoder_names(tmp_path: Path) -> None:
     reference = save_reference(tmp_path, "ModernBertModel", "every-3rd-global")
     config = BertConfig.from_dict(hf.hf_model_config(tmp_path))
     ours = BertForPreTraining(config, next_sentence=False).eval()
-    report = load_pretrained(ours, tmp_path)
+    report = load_pretrained(ours, resolve(tmp_path))
     assert report["newly_initialized"] == ["cls.predictions.bias"] + [
         f"cls.predictions.transform.{p}" for p in ("LayerNorm.weight", "dense.weight")
     ]
@@ -201,7 +203,7 @@ def test_config_json_becomes_the_model_section(tmp_path: Path) -> None:
     }
     # model.init=DIR gives a run this architecture, whatever model= preset it started from.
     tiny = {"name": "tiny", "num_layers": 2, "hidden_size": 128, "init": str(tmp_path)}
-    inherited = init_model_config(tiny, overrides=[f"model.init={tmp_path}"])
+    inherited = init_model_config(tiny, resolve(tmp_path), overrides=[f"model.init={tmp_path}"])
     architecture = {k: v for k, v in model.items() if k != "vocab_size"}  # from the tokenizer
     assert {k: inherited[k] for k in architecture} == architecture
 
@@ -310,9 +312,38 @@ def test_modernbert_tiny_fine_tunes_on_a_glue_task(tmp_path: Path) -> None:
     assert module.model.config.pooling == "mean" and module.model.config.type_vocab_size == 0
     assert "bert.pooler.LayerNorm.weight" in module.model.state_dict()
 
+    # bertlab-export format=hf writes a ModernBERT directory: transformers loads it with the
+    # same outputs, and bertlab-predict takes that directory as it takes the checkpoint.
+    exported = tmp_path / "exported"
+    export(results["last_checkpoint"], "hf", exported)
+    theirs = transformers.ModernBertForSequenceClassification.from_pretrained(exported).eval()
+    batch = padded_batch()
+    batch["input_ids"] %= module.model.config.vocab_size  # this run's small vocabulary
+    with torch.no_grad():
+        mine = module.eval().model(batch["input_ids"], None, batch["attention_mask"])
+        torch.testing.assert_close(theirs(**batch).logits, mine, atol=1e-5, rtol=0)
+    restored, _ = load_module(str(exported))
+    with torch.no_grad():
+        again = restored.model(batch["input_ids"], None, batch["attention_mask"])
+    torch.testing.assert_close(again, mine, atol=1e-6, rtol=0)
+    assert restored.hparams.label_names == module.hparams.label_names
+
+
+def test_export_refuses_hf_for_an_architecture_neither_family_has(tmp_path: Path) -> None:
+    from test_classification import run_task
+    from test_readers import write_glue_task
+
+    write_glue_task(tmp_path / "data", "mrpc", train=24, dev=8, test=5)
+    neither = ["model.layer_norm_position=pre", "model.final_layer_norm=true"]  # absolute positions
+    results = run_task(tmp_path, "glue/mrpc", tmp_path / "data", *neither, "trainer.max_steps=1")
+    with pytest.raises(CheckpointError, match=r"format=hf: neither .*model\.layer_norm_position"):
+        export(results["last_checkpoint"], "hf", tmp_path / "exported")
+    export(results["last_checkpoint"], "onnx", tmp_path / "onnx")  # other formats still work
+    assert (tmp_path / "onnx" / "model.onnx").is_file()
+
 
 def test_modernbert_tiny_fine_tunes_on_squad(tmp_path: Path) -> None:
-    from test_squad import compose_train_config, generated_squad, write_squad
+    from qa.squad_files import compose_train_config, generated_squad, write_squad
 
     write_squad(tmp_path / "data", "train-v1.1.json", generated_squad(24, 0))
     write_squad(tmp_path / "data", "dev-v1.1.json", generated_squad(8, 1))

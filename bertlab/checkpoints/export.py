@@ -8,16 +8,26 @@ and the tokenizer. ONNX and TorchScript models take `input_ids`, `token_type_ids
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import warnings
 from pathlib import Path
 
 import torch
+from tokenizers import Tokenizer
 from torch import nn
 
-from bertlab.checkpoints.hf import write_config, write_tokenizer, write_weights
+from bertlab.checkpoints import modernbert
+from bertlab.checkpoints.hf import (
+    CONFIG_FILE,
+    WEIGHT_FILES,
+    write_config,
+    write_tokenizer,
+    write_weights,
+)
 from bertlab.checkpoints.restore import load_module
 from bertlab.errors import CheckpointError, ConfigError
-from bertlab.model import BertConfig
+from bertlab.model import BertConfig, BertForSequenceClassification
 from bertlab.tasks.base import BertTaskModule
 from bertlab.tasks.classify import ClassificationModule
 from bertlab.tasks.qa import QuestionAnsweringModule
@@ -109,12 +119,45 @@ def export(
     module, tokenizer = load_module(checkpoint)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    config = module.model.config
+    unrepresentable = modernbert.hf_representable(dataclasses.asdict(config))
     if format == "hf":
-        path = write_weights(module, out)
+        if unrepresentable:  # bertlab's own format (the .ckpt) is the one that holds it
+            raise CheckpointError(
+                f"{checkpoint}: format=hf: {unrepresentable}; keep the .ckpt (bertlab's own "
+                "format, loadable with model.init), or export format=onnx / torchscript"
+            )
+        path = write_hf_weights(module, tokenizer, out)
     elif format == "onnx":
         path = export_onnx(module, out, opset)
     else:
         path = export_torchscript(module, out)
-    write_config(module, out)
-    write_tokenizer(tokenizer, out, module.model.config.max_position_embeddings)
+    if not unrepresentable:
+        write_hf_config(module, tokenizer, out)
+    write_tokenizer(tokenizer, out, config.max_position_embeddings)
     return path
+
+
+def write_hf_weights(module: BertTaskModule, tokenizer: Tokenizer, out: Path) -> Path:
+    """`model.safetensors` under transformers' BERT or ModernBERT names, whichever fits."""
+    if not modernbert.is_modernbert_architecture(module.model.config):
+        return write_weights(module, out)
+    directory = modernbert.write_hf_directory(module.model, out, tokenizer, **_labels(module))
+    return directory / WEIGHT_FILES[0]
+
+
+def write_hf_config(module: BertTaskModule, tokenizer: Tokenizer, out: Path) -> None:
+    if not modernbert.is_modernbert_architecture(module.model.config):
+        write_config(module, out)
+        return
+    config = modernbert.hf_config(module.model, tokenizer, **_labels(module))
+    (out / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
+
+
+def _labels(module: BertTaskModule) -> dict:
+    if not isinstance(module.model, BertForSequenceClassification):
+        return {}
+    names = module.hparams.get("label_names") or [
+        f"LABEL_{i}" for i in range(module.hparams.num_labels)
+    ]
+    return {"label_names": list(names), "regression": bool(module.hparams.get("regression"))}

@@ -161,7 +161,7 @@ def load_hf_state_dict(directory: str | Path) -> dict[str, torch.Tensor]:
     state = _read_weights(directory)
     config_path = directory / CONFIG_FILE
     config = json.loads(config_path.read_text(encoding="utf-8")) if config_path.is_file() else {}
-    if modernbert.is_modernbert(config):  # its names differ: bertlab/checkpoints/modernbert.py maps them
+    if modernbert.is_modernbert(config):  # its names differ: modernbert.py maps them
         return modernbert.bertlab_state_dict(state, config)
     return {
         standard_name(key): value

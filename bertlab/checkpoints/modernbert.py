@@ -265,6 +265,11 @@ def hf_representable(model_cfg: dict) -> str | None:
     )
 
 
+def is_modernbert_architecture(config: BertConfig) -> bool:
+    """True when transformers' ModernBERT, not its BERT, is the class that represents `config`."""
+    return bool(_differences(config, BERT_SWITCHES)) and hf_representable(vars(config)) is None
+
+
 def _differences(config: BertConfig, wanted: dict) -> list[str]:
     return [
         f"model.{key}={_show(value)} (is {_show(getattr(config, key))})"
@@ -279,8 +284,13 @@ def _show(value) -> str:
     )
 
 
-def hf_config(model: nn.Module, tokenizer: Tokenizer | None = None) -> dict:
-    """A transformers ModernBERT `config.json` body for a bertlab network."""
+def hf_config(
+    model: nn.Module,
+    tokenizer: Tokenizer | None = None,
+    label_names: list[str] | None = None,
+    regression: bool = False,
+) -> dict:
+    """A transformers ModernBERT `config.json` body for a bertlab network, a classifier's labels."""
     config: BertConfig = model.config
     reason = hf_representable(vars(config))
     if _differences(config, MODERNBERT_SWITCHES) or config.pooling == "pooler":
@@ -325,6 +335,11 @@ def hf_config(model: nn.Module, tokenizer: Tokenizer | None = None) -> dict:
     }
     if isinstance(model, BertForQuestionAnswering):
         body["num_labels"] = 2
+    if isinstance(model, BertForSequenceClassification):
+        names = label_names or [f"LABEL_{i}" for i in range(model.num_labels)]
+        body["id2label"] = dict(enumerate(names))
+        body["label2id"] = {name: i for i, name in enumerate(names)}
+        body["problem_type"] = "regression" if regression else "single_label_classification"
     return body | _special_token_ids(tokenizer)
 
 
@@ -388,7 +403,7 @@ def write_hf_directory(
     label_names: list[str] | None = None,
     regression: bool = False,
 ) -> Path:
-    """config.json + model.safetensors that transformers' ModernBertFor* loads with the same outputs.
+    """config.json + model.safetensors that transformers' ModernBertFor* loads, same outputs.
 
     `model` is a bertlab BertForPreTraining (-> ModernBertForMaskedLM; an NSP head, which
     ModernBERT lacks, is left out), BertForSequenceClassification or
@@ -397,12 +412,7 @@ def write_hf_directory(
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    config = hf_config(model, tokenizer)
-    if isinstance(model, BertForSequenceClassification):
-        names = label_names or [f"LABEL_{i}" for i in range(model.num_labels)]
-        config["id2label"] = dict(enumerate(names))
-        config["label2id"] = {name: i for i, name in enumerate(names)}
-        config["problem_type"] = "regression" if regression else "single_label_classification"
+    config = hf_config(model, tokenizer, label_names, regression)
     (out / "config.json").write_text(json.dumps(config, indent=2) + "\n")
     save_file(hf_state_dict(model), str(out / "model.safetensors"), metadata={"format": "pt"})
     return out

@@ -82,6 +82,8 @@ def load_hf_module(source: ResolvedInit) -> tuple[BertTaskModule, Tokenizer]:
     config = read_hf_config(directory)
     architectures = config.get("architectures") or []
     model, vocab_size = source.architecture, config["vocab_size"]
+    # transformers' BERT and ModernBERT heads both map onto bertlab's (checkpoints/modernbert.py)
+    architectures = [name.removeprefix("Modern") for name in architectures]
     if "BertForSequenceClassification" in architectures:
         module: BertTaskModule = _classification_module(config, model, vocab_size)
     elif "BertForQuestionAnswering" in architectures:
@@ -92,8 +94,8 @@ def load_hf_module(source: ResolvedInit) -> tuple[BertTaskModule, Tokenizer]:
     else:
         raise CheckpointError(
             f"{directory / 'config.json'}: architectures={architectures}; bertlab-predict takes "
-            "BertForSequenceClassification or BertForQuestionAnswering "
-            "(bertlab-embed takes any BERT)"
+            "(Modern)BertForSequenceClassification or (Modern)BertForQuestionAnswering "
+            "(bertlab-embed takes any BERT or ModernBERT)"
         )
     missing, _ = module.model.load_state_dict(source.state_dict, strict=False)
     missing = [key for key in missing if not key.startswith("bert.pooler.")]  # QA has no pooler
