@@ -511,7 +511,7 @@ def test_skipped_rows_are_reported_again_when_the_cache_is_reused(prepared, capl
         caplog.clear()
         with caplog.at_level(logging.WARNING):
             datamodule = pipeline.build_datamodule(cfg)
-            datamodule.set_tokenizer(pipeline.resolve_tokenizer(cfg, datamodule))
+            datamodule.set_tokenizer(pipeline.resolve_tokenizer(cfg, datamodule, None))
             datamodule.prepare_data()
         assert expected in caplog.text, run
         report = datamodule.data_report()

@@ -10,6 +10,7 @@ import pytest
 from conftest import FAST_PRETRAINING
 
 from bertlab.cli.train import train
+from bertlab.errors import ConfigError
 
 
 def train_losses(run_dir) -> list[float]:
@@ -111,7 +112,7 @@ def test_a_fresh_run_in_the_same_dir_starts_a_fresh_metrics_file(
 
 def test_resume_without_checkpoint_says_what_to_set(make_config, corpus_file):
     cfg = make_config(*FAST_PRETRAINING, f"task.corpus={corpus_file}", "resume=true")
-    with pytest.raises(FileNotFoundError, match="set hydra.run.dir to the run dir"):
+    with pytest.raises(ConfigError, match="set hydra.run.dir to the run dir"):
         train(cfg)
 
 

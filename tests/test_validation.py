@@ -15,6 +15,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from bertlab.cli.errors import EXIT_USER_ERROR, exit_on_user_errors
 from bertlab.cli.train import train
+from bertlab.errors import ConfigError
 from bertlab.validation import validate_config
 
 SQUAD = ["task=squad/v1", "task.max_seq_length=256"]
@@ -147,7 +148,7 @@ def test_labels_matching_the_init_checkpoint_pass(make_config, tmp_path):
 
 
 def test_resume_without_a_checkpoint_fails_first(make_config):
-    with pytest.raises(FileNotFoundError, match="set hydra.run.dir to the run dir"):
+    with pytest.raises(ConfigError, match="set hydra.run.dir to the run dir"):
         validate_config(make_config("resume=true"))
 
 

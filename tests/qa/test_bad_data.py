@@ -60,7 +60,7 @@ def dataset(tmp_path):
 def run_data_steps(cfg) -> object:
     """What bertlab-train does before building the model, in the same order."""
     datamodule = pipeline.build_datamodule(cfg)
-    tokenizer = pipeline.resolve_tokenizer(cfg, datamodule)
+    tokenizer = pipeline.resolve_tokenizer(cfg, datamodule, init=None)
     datamodule.set_tokenizer(tokenizer)
     datamodule.prepare_data()
     datamodule.module_kwargs()
