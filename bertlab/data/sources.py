@@ -263,19 +263,24 @@ class RecordFiles(CorpusSource):
                 yield text
 
     def _csv(self, path: Path, handle: io.TextIOBase) -> Iterator[str]:
-        csv.field_size_limit(2**31 - 1)  # documents are longer than csv's 128 KB default
-        reader = csv.DictReader(handle)
-        if reader.fieldnames is not None and self.column not in reader.fieldnames:
-            raise DataError(
-                path,
-                f"no column {self.column!r} (task.text_column); the header has "
-                f"{', '.join(reader.fieldnames)}",
-                1,
-            )
-        for number, row in enumerate(reader, 1):
-            text = self._text_of(row, str(path), number)
-            if text is not None:
-                yield text
+        # Documents outgrow csv's 128 KB field limit, a process-wide setting: raised while
+        # this file is read, then put back for the other readers.
+        previous = csv.field_size_limit(2**31 - 1)
+        try:
+            reader = csv.DictReader(handle)
+            if reader.fieldnames is not None and self.column not in reader.fieldnames:
+                raise DataError(
+                    path,
+                    f"no column {self.column!r} (task.text_column); the header has "
+                    f"{', '.join(reader.fieldnames)}",
+                    1,
+                )
+            for number, row in enumerate(reader, 1):
+                text = self._text_of(row, str(path), number)
+                if text is not None:
+                    yield text
+        finally:
+            csv.field_size_limit(previous)
 
     def _parquet(self, path: Path) -> Iterator[tuple[str, float]]:
         """(text, fraction of the file's rows read so far), a batch of rows at a time."""

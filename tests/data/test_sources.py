@@ -165,6 +165,14 @@ def test_parquet_record_numbers_and_a_wrong_column(documents, tmp_path, caplog):
         list(RecordFiles([path], "body").documents())
 
 
+def test_csv_documents_past_the_csv_field_limit_are_read_and_the_limit_restored(tmp_path):
+    long_document = "A long sentence of words. " * 10_000  # 260 KB, past csv's 128 KB
+    path = write_csv(tmp_path / "c.csv", [long_document, "Short."])
+    limit = csv.field_size_limit()
+    assert list(open_source(str(path)).documents()) == [long_document, "Short."]
+    assert csv.field_size_limit() == limit
+
+
 def test_a_column_no_record_has_is_an_error_naming_the_key(documents, tmp_path):
     path = write_jsonl(tmp_path / "c.jsonl", documents[:5])
     with pytest.raises(DataError, match=r"no record has a string 'body' \(task.text_column\)"):
