@@ -19,18 +19,19 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
 from torch.utils.data import DataLoader, Dataset
 
 from bertlab.data.base import BertDataModule
-from bertlab.data.cache import cached_dir, default_cache_dir, entry_info, file_digest, fingerprint
-from bertlab.data.corpus import (
-    corpus_files,
-    python_documentation,
-    python_documentation_id,
-    read_corpus_files,
-    write_documents,
-)
+from bertlab.data.cache import cached_dir, default_cache_dir, entry_info, fingerprint
+from bertlab.data.corpus import python_documentation, python_documentation_id, write_documents
 from bertlab.data.instances import (
     IS_RANDOM_NEXT,
     LENGTH_A,
@@ -39,10 +40,11 @@ from bertlab.data.instances import (
     RECIPE_VERSION,
     InstanceSettings,
     MaskingSettings,
-    build_shard,
     mask_tokens,
 )
 from bertlab.data.sampling import EpochSampler
+from bertlab.data.sentences import build_shard_from_documents, check_splitter
+from bertlab.data.sources import CorpusSource, TextFiles, open_source
 from bertlab.errors import ConfigError, DataError
 from bertlab.tokenizer import special_ids
 
@@ -53,16 +55,21 @@ PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 
 
 class PretrainingDataModule(BertDataModule):
-    """Masked-LM + NSP batches from `corpus` (a glob; default: Python's own documentation).
+    """Masked-LM + NSP batches from `corpus` (default: Python's own documentation).
 
-    Instances are cached under `cache_dir/pretraining/<key>`, the key hashing the corpus
-    files' contents, the tokenizer and the instance settings; `bertlab-prepare` builds the
-    same entry ahead of time.
+    `corpus`: text files, JSON Lines / CSV / Parquet files, a save_to_disk directory or
+    `hf:NAME` (bertlab.data.sources). Instances are cached under
+    `cache_dir/pretraining/<key>`, the key hashing the corpus' identity, the tokenizer and
+    the instance settings; `bertlab-prepare` builds the same entry ahead of time.
     """
 
     def __init__(
         self,
         corpus: str | list[str] | None = None,
+        text_column: str = "text",
+        corpus_config: str | None = None,
+        corpus_split: str | None = None,
+        sentence_splitter: str = "spacy",
         max_seq_length: int = 128,
         batch_size: int = 32,
         eval_batch_size: int | None = None,
@@ -94,6 +101,13 @@ class PretrainingDataModule(BertDataModule):
                 f"task.val_fraction={val_fraction}: must be between 0 and 1 (exclusive)"
             )
         self.corpus = corpus
+        self.source_settings = {
+            "text_column": text_column,
+            "corpus_config": corpus_config,
+            "corpus_split": corpus_split,
+        }
+        self.sentence_splitter = sentence_splitter
+        self._source: CorpusSource | None = None
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size or batch_size
         self.nsp = nsp
         self.instance_settings = InstanceSettings(
@@ -117,9 +131,18 @@ class PretrainingDataModule(BertDataModule):
         self.shard_dir: Path | None = None
 
     # -- text ---------------------------------------------------------------------
-    def corpus_paths(self) -> list[Path]:
-        if self.corpus:
-            return corpus_files(self.corpus)
+    def corpus_source(self) -> CorpusSource:
+        """The documents of `corpus`, opened once (a Hub revision is resolved once)."""
+        if self._source is None:
+            if self.corpus:
+                self._source = open_source(self.corpus, **self.source_settings)
+            else:
+                self._source = TextFiles(self.default_corpus_paths())
+            if self._source.splits_sentences and self.nsp:
+                check_splitter(self.sentence_splitter)
+        return self._source
+
+    def default_corpus_paths(self) -> list[Path]:
         entry = cached_dir(
             self.cache_dir,
             "corpus",
@@ -131,11 +154,16 @@ class PretrainingDataModule(BertDataModule):
         return [entry / "python-docs.txt"]
 
     def training_texts(self) -> Iterator[str]:
-        for document in read_corpus_files(self.corpus_paths()):
-            yield from document
+        return self.corpus_source().texts()
 
     def data_fingerprint(self) -> str:
-        return fingerprint([file_digest(p) for p in self.corpus_paths()])
+        return fingerprint(self.corpus_source().identity())
+
+    def sentence_settings(self) -> tuple:
+        """Cache-key part: how whole documents become sentences; none for text files."""
+        if not self.corpus_source().splits_sentences:
+            return ()  # so text corpora keep the cache keys they had
+        return ({"sentence_splitter": self.sentence_splitter if self.nsp else None},)
 
     # -- preparation --------------------------------------------------------------
     def prepare_data(self) -> None:
@@ -143,60 +171,71 @@ class PretrainingDataModule(BertDataModule):
 
     def prepared_dir(self) -> Path:
         """The cache entry holding this corpus' instances, built first if missing."""
-        files = self.corpus_paths()
+        source = self.corpus_source()
         key = fingerprint(
             RECIPE_VERSION,
-            [file_digest(p) for p in files],
+            source.identity(),
             self.tokenizer.to_str(),
             self.instance_settings.to_dict(),
             self.val_fraction,
             self.chunk_chars,
+            *self.sentence_settings(),
         )
         return cached_dir(
-            self.cache_dir, "pretraining", key, lambda tmp: self._build_shards(files, tmp)
+            self.cache_dir, "pretraining", key, lambda tmp: self._build_shards(source, tmp)
         )
 
-    def _build_shards(self, files: list[Path], out_dir: Path) -> dict:
-        tasks = self._chunk_tasks(files, out_dir)
+    def _build_shards(self, source: CorpusSource, out_dir: Path) -> dict:
+        tasks = self._chunk_tasks(source, out_dir)
         totals: dict[str, int] = {}
         with _preparation_progress() as progress:
             bar = progress.add_task(
-                "preparing pretraining instances", total=sum(p.stat().st_size for p in files)
+                "preparing pretraining instances", total=source.total_bytes(), documents=0
             )
             for counts in _run_tasks(tasks, self.prepare_workers):
                 for name, value in counts.items():
                     totals[name] = totals.get(name, 0) + value
-                progress.advance(bar, counts["chars"])
+                progress.update(bar, advance=counts["source_bytes"], documents=totals["documents"])
+        totals["skipped_records"] = source.skipped.count
         if not totals.get("train") or not totals.get("val"):
             raise DataError(
-                ", ".join(str(f) for f in files),
+                source.description,
                 f"the corpus yields {totals.get('train', 0)} training and "
                 f"{totals.get('val', 0)} validation instances; it needs more documents "
-                "(one sentence per line, a blank line between documents)",
+                "(text files: one sentence per line, a blank line between documents)",
             )
         log.info("prepared %s", totals)
         return totals
 
-    def _chunk_tasks(self, files: list[Path], out_dir: Path) -> Iterator[dict]:
+    def _chunk_tasks(self, source: CorpusSource, out_dir: Path) -> Iterator[dict]:
         """Stream documents into chunks of about `chunk_chars` characters; memory stays bounded.
 
         Every k-th document (k = 1 / val_fraction) is held out for validation.
         """
         every = max(2, round(1 / self.val_fraction))
         chunk = {"train": [], "val": [], "chars": 0}
-        chunk_number = 0
-        for doc_number, document in enumerate(read_corpus_files(files)):
+        chunk_number, bytes_done = 0, 0
+        for doc_number, document in enumerate(source.documents()):
             chunk["val" if doc_number % every == every // 2 else "train"].append(document)
-            chunk["chars"] += sum(len(s) + 1 for s in document) + 1
+            chunk["chars"] += (
+                len(document) + 1
+                if isinstance(document, str)
+                else sum(len(s) + 1 for s in document) + 1
+            )
             if chunk["chars"] >= self.chunk_chars:
-                yield self._task(chunk, chunk_number, out_dir)
+                yield self._task(chunk, chunk_number, out_dir, source.bytes_read - bytes_done)
+                bytes_done = source.bytes_read
                 chunk, chunk_number = {"train": [], "val": [], "chars": 0}, chunk_number + 1
         if chunk["train"] or chunk["val"]:
-            yield self._task(chunk, chunk_number, out_dir)
+            yield self._task(chunk, chunk_number, out_dir, source.bytes_read - bytes_done)
 
-    def _task(self, chunk: dict, number: int, out_dir: Path) -> dict:
+    def _task(self, chunk: dict, number: int, out_dir: Path, source_bytes: int) -> dict:
         return {
             **chunk,
+            "documents": len(chunk["train"]) + len(chunk["val"]),
+            "source_bytes": source_bytes,
+            # Without next sentence prediction a record stays whole (RoBERTa's full sentences).
+            "sentence_splitter": self.sentence_splitter if self.nsp else None,
             "chunk": number,
             "out_dir": str(out_dir),
             "tokenizer_json": self.tokenizer.to_str(),
@@ -292,11 +331,14 @@ class PretrainingDataModule(BertDataModule):
 
 
 def _preparation_progress() -> Progress:
+    """Documents and MB done, MB/s and time left (a Hub stream's size is unknown: no bar)."""
     return Progress(
         TextColumn("{task.description}"),
         BarColumn(),
-        TextColumn("{task.percentage:>3.0f}%"),
-        TimeElapsedColumn(),
+        TextColumn("{task.fields[documents]:,} documents"),
+        DownloadColumn(binary_units=False),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
         transient=True,
     )
 
@@ -308,7 +350,7 @@ def _run_tasks(tasks: Iterator[dict], workers: int) -> Iterator[dict]:
     if (
         workers <= 1 or len(first_two) < 2
     ):  # one chunk: worker start-up would cost more than it saves
-        yield from map(build_shard, tasks)
+        yield from map(build_shard_from_documents, tasks)
         return
     # spawn, not fork: the parent may already hold tokenizer thread pools.
     with ProcessPoolExecutor(
@@ -319,7 +361,7 @@ def _run_tasks(tasks: Iterator[dict], workers: int) -> Iterator[dict]:
     ) as pool:
         pending = []
         for task in tasks:
-            pending.append(pool.submit(build_shard, task))
+            pending.append(pool.submit(build_shard_from_documents, task))
             if len(pending) >= 2 * workers:
                 yield pending.pop(0).result()
         for future in pending:

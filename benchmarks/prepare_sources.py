@@ -1,0 +1,133 @@
+"""Preparing a JSON Lines corpus: throughput per core and peak memory of `bertlab-prepare`.
+
+Generates a JSON Lines corpus (default 1 GB; one record a document of prose paragraphs,
+Zipf-distributed pseudo-words), trains a WordPiece vocabulary on its first 5 MB, then runs
+`python -m bertlab.cli.prepare task.corpus=FILE tokenizer.path=...` with a fresh cache, so
+the time is the instances' alone: read records, split sentences (spaCy), tokenize, pair,
+write shards. Prints MB/s, MB/s per worker process, and peak memory three ways: the
+process tree's resident total (sampled every 0.1 s), and getrusage's ru_maxrss of this
+benchmark's children (the largest single process: the command or one of its workers).
+
+    python benchmarks/prepare_sources.py                       # 1 GB, 2 workers
+    python benchmarks/prepare_sources.py --megabytes 5 --workers 2 --splitter regex
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from common import generated_vocabulary, load, machine
+from prepare import tree_rss_bytes
+
+from bertlab.tokenizer import save_tokenizer, train_wordpiece
+
+
+def write_jsonl_corpus(path: Path, megabytes: float, seed: int = 0) -> Path:
+    """Records {"id", "text"}; a text is 1 to 4 paragraphs of about 4 sentences each."""
+    rng = np.random.default_rng(seed)
+    vocabulary = np.array(generated_vocabulary(30_000, seed), dtype=object)
+    probabilities = 1 / np.arange(1, len(vocabulary) + 1) ** 0.9
+    probabilities /= probabilities.sum()
+    target, written, number = int(megabytes * 1_000_000), 0, 0
+    with open(path, "w", encoding="utf-8") as out:
+        while written < target:
+            words = vocabulary[rng.choice(len(vocabulary), 200_000, p=probabilities)].tolist()
+            lengths = rng.integers(6, 26, size=20_000)
+            records, start, sentences = [], 0, []
+            for length in lengths.tolist():
+                if start + length > len(words):
+                    break
+                sentences.append(" ".join(words[start : start + length]).capitalize() + ".")
+                start += length
+                if len(sentences) >= 4 * int(rng.integers(1, 5)):
+                    paragraphs = [
+                        " ".join(sentences[i : i + 4]) for i in range(0, len(sentences), 4)
+                    ]
+                    records.append(json.dumps({"id": number, "text": "\n".join(paragraphs)}))
+                    number, sentences = number + 1, []
+            block = "\n".join(records) + "\n"
+            out.write(block)
+            written += len(block)
+    return path
+
+
+def first_texts(path: Path, megabytes: float):
+    budget = megabytes * 1_000_000
+    with open(path, encoding="utf-8") as lines:
+        for line in lines:
+            budget -= len(line)
+            if budget < 0:
+                return
+            yield json.loads(line)["text"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--megabytes", type=float, default=1000)
+    parser.add_argument("--workers", type=int, default=2, help="task.prepare_workers")
+    parser.add_argument("--splitter", default="spacy", help="task.sentence_splitter")
+    parser.add_argument("--work-dir", type=Path, default=Path("/tmp/bertlab-prepare-sources"))
+    parser.add_argument("--keep", action="store_true", help="keep the corpus and cache")
+    args = parser.parse_args()
+    print(f"machine: {machine()}; {load()}")
+    shutil.rmtree(args.work_dir, ignore_errors=True)
+    args.work_dir.mkdir(parents=True)
+    started = time.perf_counter()
+    corpus = write_jsonl_corpus(args.work_dir / "corpus.jsonl", args.megabytes)
+    megabytes = corpus.stat().st_size / 1e6
+    print(f"generated {megabytes:.1f} MB of JSON Lines in {time.perf_counter() - started:.0f} s")
+    save_tokenizer(train_wordpiece(first_texts(corpus, 5)), args.work_dir / "tokenizer")
+    command = [
+        sys.executable,
+        "-m",
+        "bertlab.cli.prepare",
+        f"task.corpus={corpus}",
+        f"task.prepare_workers={args.workers}",
+        f"task.sentence_splitter={args.splitter}",
+        f"tokenizer.path={args.work_dir / 'tokenizer'}",
+        f"cache_dir={args.work_dir / 'cache'}",
+        f"hydra.run.dir={args.work_dir / 'run'}",
+    ]
+    try:
+        started = time.perf_counter()
+        process = subprocess.Popen(
+            command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
+        peak_tree = 0
+        while process.poll() is None:
+            peak_tree = max(peak_tree, tree_rss_bytes(process.pid))
+            time.sleep(0.1)
+        seconds = time.perf_counter() - started
+        output = process.stdout.read()
+    finally:
+        if not args.keep:
+            shutil.rmtree(args.work_dir, ignore_errors=True)
+    if process.returncode != 0:
+        raise SystemExit(f"bertlab-prepare failed ({process.returncode}):\n{output[-3000:]}")
+    largest = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024  # KiB on Linux
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    print("\n".join(output.strip().splitlines()[-10:]))
+    print(
+        f"bertlab-prepare on {megabytes:.1f} MB of JSON Lines, {args.workers} workers, {args.splitter}"
+    )
+    print(
+        f"  wall time {seconds:.1f} s: {megabytes / seconds:.2f} MB/s, "
+        f"{megabytes / seconds / max(1, args.workers):.2f} MB/s per worker"
+    )
+    print(f"  peak memory, process tree (sampled): {peak_tree / 2**30:.2f} GiB")
+    print(f"  peak memory, largest child process (getrusage): {largest / 2**30:.2f} GiB")
+    print(
+        f"  peak memory, this benchmark (generation, vocabulary): {own / 2**30:.2f} GiB   ({load()})"
+    )
+
+
+if __name__ == "__main__":
+    main()
