@@ -167,7 +167,8 @@ def main() -> None:
     paragraphs = prose_paragraphs()
     print(f"prose: {len(paragraphs):,} paragraphs, {sum(map(len, paragraphs)) / 1e6:.2f} MB")
     print(
-        f"{'segmenter':36} {'sent/s':>9} {'MB/s':>6}  sample boundaries: right missed false, exact paragraphs"
+        f"{'segmenter':36} {'sent/s':>9} {'MB/s':>6}  sample boundaries: right missed false, exact "
+        "paragraphs"
     )
     for name, split in segmenters().items():
         if isinstance(split, str):

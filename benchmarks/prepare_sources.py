@@ -116,7 +116,8 @@ def main() -> None:
     own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     print("\n".join(output.strip().splitlines()[-10:]))
     print(
-        f"bertlab-prepare on {megabytes:.1f} MB of JSON Lines, {args.workers} workers, {args.splitter}"
+        f"bertlab-prepare on {megabytes:.1f} MB of JSON Lines, {args.workers} workers, "
+        f"{args.splitter}"
     )
     print(
         f"  wall time {seconds:.1f} s: {megabytes / seconds:.2f} MB/s, "
@@ -125,7 +126,8 @@ def main() -> None:
     print(f"  peak memory, process tree (sampled): {peak_tree / 2**30:.2f} GiB")
     print(f"  peak memory, largest child process (getrusage): {largest / 2**30:.2f} GiB")
     print(
-        f"  peak memory, this benchmark (generation, vocabulary): {own / 2**30:.2f} GiB   ({load()})"
+        f"  peak memory, this benchmark (generation, vocabulary): {own / 2**30:.2f} GiB   "
+        f"({load()})"
     )
 
 

@@ -13,15 +13,20 @@ class UserError(Exception):
 
 
 class ConfigError(UserError, ValueError):
-    """A config key or command-line value that cannot work; the message names key, value and what is allowed."""
+    """A config key or command-line value that cannot work; the message names key, value and what is
+    allowed.
+    """
 
 
 class CheckpointError(UserError, ValueError):
-    """`model.init`, a `.ckpt` or a Hugging Face directory that cannot be used; the message names it."""
+    """`model.init`, a `.ckpt` or a Hugging Face directory that cannot be used; the message names
+    it.
+    """
 
 
 class UnsafeCheckpointError(CheckpointError):
-    """A checkpoint holding objects other than tensors and plain values: loading it could run code."""
+    """A checkpoint holding objects other than tensors and plain values: loading it could run code.
+    """
 
 
 class DataError(UserError, ValueError):

@@ -105,7 +105,8 @@ class GlueJob:
 
 
 def find_glue_jobs(directories: Iterable[str | Path]) -> list[GlueJob]:
-    """Every finished GLUE job under the directories (other jobs and unfinished ones are skipped)."""
+    """Every finished GLUE job under the directories (other jobs and unfinished ones are skipped).
+    """
     jobs = []
     for directory in directories:
         for results_path in sorted(Path(directory).rglob(RESULTS_FILE)):
@@ -139,7 +140,9 @@ def read_glue_job(job_dir: Path) -> GlueJob | None:
 
 
 def _other_overrides(job_dir: Path, results: dict) -> list[str]:
-    """Overrides that may set jobs of one checkpoint apart (lr, epochs), not task/seed/init/glue_dir."""
+    """Overrides that may set jobs of one checkpoint apart (lr, epochs), not
+    task/seed/init/glue_dir.
+    """
     try:
         overrides = yaml.safe_load((job_dir / OVERRIDES_FILE).read_text())
     except (OSError, yaml.YAMLError):
@@ -196,7 +199,8 @@ class TaskResult:
 
 @dataclass
 class CheckpointRow:
-    """One row of the table: every task fine-tuned from one checkpoint (with one set of overrides)."""
+    """One row of the table: every task fine-tuned from one checkpoint (with one set of overrides).
+    """
 
     init: str
     overrides: tuple[str, ...]
@@ -430,7 +434,9 @@ class GlueFiles:
 def write_glue_files(
     directories: Sequence[str | Path], out_dir: str | Path | None = None
 ) -> GlueFiles | None:
-    """glue.json, glue.md and glue.csv for the GLUE jobs under `directories`; None if there are none."""
+    """glue.json, glue.md and glue.csv for the GLUE jobs under `directories`; None if there are
+    none.
+    """
     rows = glue_table(find_glue_jobs(directories))
     if not rows:
         return None
@@ -447,7 +453,9 @@ def write_glue_files(
 
 
 def slug(text: str) -> str:
-    """A folder name for a checkpoint row: `runs/a/checkpoints/last.ckpt` -> `runs_a_checkpoints_last.ckpt`."""
+    """A folder name for a checkpoint row: `runs/a/checkpoints/last.ckpt` ->
+    `runs_a_checkpoints_last.ckpt`.
+    """
     return re.sub(r"[^\w.-]+", "_", text).strip("_")[-100:] or NO_INIT
 
 

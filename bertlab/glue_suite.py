@@ -1,4 +1,5 @@
-"""The Hydra callback of `experiment=glue_suite`: checks before the first job, the GLUE score after the last.
+"""The Hydra callback of `experiment=glue_suite`: checks before the first job, the GLUE score after
+the last.
 
 `bertlab-train -m experiment=glue_suite model.init=CKPT glue_dir=DIR` sweeps `glue_task`
 over the nine tasks (conf/experiment/glue_suite.yaml). Hydra calls this callback once
@@ -76,7 +77,8 @@ def check_task_dirs(glue_dir: str | None, tasks: list[str], predict_test: bool) 
     diagnostic = root / DIAGNOSTIC_DIR / "diagnostic.tsv"
     if predict_test and "mnli" in tasks and not diagnostic.is_file():
         raise ConfigError(
-            f"glue_dir={glue_dir}: no {DIAGNOSTIC_DIR}/diagnostic.tsv, which task.predict_test=true "
+            f"glue_dir={glue_dir}: no {DIAGNOSTIC_DIR}/diagnostic.tsv, which "
+            "task.predict_test=true "
             f"needs for AX.tsv (expected {diagnostic})"
         )
 
@@ -121,7 +123,9 @@ def _wandb_logger_settings(config: DictConfig) -> dict | None:
 
 
 def log_wandb_table(rows: list[CheckpointRow], settings: dict, group: str) -> None:
-    """The GLUE table as one W&B Table in the sweep's group, so the project page shows the leaderboard."""
+    """The GLUE table as one W&B Table in the sweep's group, so the project page shows the
+    leaderboard.
+    """
     import wandb
 
     mode = wandb_mode(settings)

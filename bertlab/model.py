@@ -76,21 +76,25 @@ class BertConfig:
                 f"model.hidden_size / model.num_heads = {self.hidden_size}/{self.num_heads} "
                 "must be even"
             )
+        self._check_attention_span()
+
+    def _check_attention_span(self) -> None:
         if self.global_attn_every_n_layers < 1:
             _config_error("global_attn_every_n_layers", self.global_attn_every_n_layers, ">= 1")
-        if self.local_attention is not None:
-            if self.local_attention < 2 or self.local_attention % 2:
-                _config_error(
-                    "local_attention",
-                    self.local_attention,
-                    "must be an even window >= 2 (tokens within half of it on each side), or null",
-                )
-            if self.global_attn_every_n_layers == 1:
-                raise ConfigError(
-                    f"model.local_attention={self.local_attention} with "
-                    "model.global_attn_every_n_layers=1 makes every layer global; set "
-                    "global_attn_every_n_layers >= 2 or local_attention=null"
-                )
+        if self.local_attention is None:
+            return
+        if self.local_attention < 2 or self.local_attention % 2:
+            _config_error(
+                "local_attention",
+                self.local_attention,
+                "must be an even window >= 2 (tokens within half of it on each side), or null",
+            )
+        if self.global_attn_every_n_layers == 1:
+            raise ConfigError(
+                f"model.local_attention={self.local_attention} with "
+                "model.global_attn_every_n_layers=1 makes every layer global; set "
+                "global_attn_every_n_layers >= 2 or local_attention=null"
+            )
 
     @property
     def head_size(self) -> int:
@@ -413,7 +417,9 @@ class BertPooler(nn.Module):
 
 
 class BertModel(nn.Module):
-    """The encoder: (input_ids, token_type_ids, attention_mask) -> (sequence (B, T, H), pooled (B, H))."""
+    """The encoder: (input_ids, token_type_ids, attention_mask) -> (sequence (B, T, H), pooled (B,
+    H)).
+    """
 
     def __init__(self, config: BertConfig, add_pooling_layer: bool = True):
         super().__init__()
@@ -498,7 +504,9 @@ class BertPredictionHeadTransform(nn.Module):
 
 
 class BertLMPredictionHead(nn.Module):
-    """dense + GELU + LayerNorm, then a decoder (tied to the word embeddings by default), plus a bias."""
+    """dense + GELU + LayerNorm, then a decoder (tied to the word embeddings by default), plus a
+    bias.
+    """
 
     def __init__(self, config: BertConfig, word_embeddings: nn.Embedding):
         super().__init__()

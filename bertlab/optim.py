@@ -122,7 +122,9 @@ def warmup_then_decay(
     decay_ratio: float = 0.1,
     decay_shape: str = "linear",
 ):
-    """LR multiplier by optimizer step: linear warmup from 0 to 1, then `schedule` to 0 at total_steps."""
+    """LR multiplier by optimizer step: linear warmup from 0 to 1, then `schedule` to 0 at
+    total_steps.
+    """
     after_warmup = after_warmup_multiplier(schedule, decay_ratio, decay_shape)
 
     def multiplier(step: int) -> float:
@@ -256,7 +258,9 @@ class BertAdam(_AdamFamily):
 
 
 class Lamb(_AdamFamily):
-    """LAMB (You et al., 2019): Adam direction scaled per tensor by ||w|| / ||update||, for large batches."""
+    """LAMB (You et al., 2019): Adam direction scaled per tensor by ||w|| / ||update||, for large
+    batches.
+    """
 
     def _apply(self, p: torch.Tensor, update: torch.Tensor, lr: float) -> None:
         weight_norm, update_norm = p.norm(), update.norm()

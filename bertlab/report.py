@@ -104,7 +104,9 @@ class Sweep:
 
     @property
     def constant_overrides(self) -> list[str]:
-        """Overrides every configuration shares, e.g. `task=glue/mrpc` given once on the command line."""
+        """Overrides every configuration shares, e.g. `task=glue/mrpc` given once on the command
+        line.
+        """
         swept = set(self.swept_keys)
         first = self.configurations[0].overrides if self.configurations else ()
         return [o for o in first if split_override(o)[0] not in swept]
@@ -122,7 +124,9 @@ class ReportFiles:
 
 
 def split_override(override: str) -> tuple[str, str]:
-    """`+optimizer.lr=2e-5` -> (`optimizer.lr`, `2e-5`); the `+`/`++`/`~` prefix is not part of the key."""
+    """`+optimizer.lr=2e-5` -> (`optimizer.lr`, `2e-5`); the `+`/`++`/`~` prefix is not part of the
+    key.
+    """
     key, _, value = override.partition("=")
     return key.lstrip("+~"), value
 
@@ -453,7 +457,9 @@ def _safe_file_name(text: str) -> str:
 
 
 def plot_objective_vs_hyperparameters(sweep: Sweep, out_dir: Path) -> list[Path]:
-    """One PNG per numeric swept hyperparameter: every job as a dot, each configuration's mean ± std."""
+    """One PNG per numeric swept hyperparameter: every job as a dot, each configuration's mean ±
+    std.
+    """
     from matplotlib.figure import Figure
 
     paths = []
@@ -486,7 +492,8 @@ def plot_objective_vs_hyperparameters(sweep: Sweep, out_dir: Path) -> list[Path]
 
 
 def read_logged_curves(job_dir: Path) -> dict[str, list[tuple[float, float]]]:
-    """(step, value) series per metric from the job's CSV-logger files (resumed runs add versions)."""
+    """(step, value) series per metric from the job's CSV-logger files (resumed runs add versions).
+    """
     curves: dict[str, list[tuple[float, float]]] = {}
     for path in sorted(job_dir.rglob(LOGGER_METRICS_FILE), key=natural_key):
         with path.open(newline="") as file:
@@ -512,7 +519,8 @@ def training_loss_metric(names: Iterable[str]) -> str | None:
 
 
 def plot_learning_curves(sweep: Sweep, out_dir: Path) -> list[Path]:
-    """Training loss and the objective against step, one line per job, one colour per configuration."""
+    """Training loss and the objective against step, one line per job, one colour per configuration.
+    """
     from matplotlib.figure import Figure
 
     curves = {job.directory: read_logged_curves(job.directory) for job in sweep.jobs}
@@ -563,7 +571,9 @@ def write_plots(sweep: Sweep, out_dir: Path) -> tuple[list[Path], str | None]:
 
 
 def write_report(sweep: Sweep, out_dir: str | Path | None = None) -> ReportFiles:
-    """Write `report.md`, `report.csv` and the PNG plots into `out_dir` (default: the sweep directory)."""
+    """Write `report.md`, `report.csv` and the PNG plots into `out_dir` (default: the sweep
+    directory).
+    """
     out_dir = Path(out_dir) if out_dir is not None else sweep.directory
     out_dir.mkdir(parents=True, exist_ok=True)
     markdown_path, csv_path = out_dir / "report.md", out_dir / "report.csv"

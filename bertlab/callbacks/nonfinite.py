@@ -29,7 +29,8 @@ class NonFiniteGuard(Callback):
     def __init__(self, action: str = "stop"):
         if action not in self.ACTIONS:
             raise ConfigError(
-                f"callbacks.nonfinite.action={action!r}: allowed values are {', '.join(self.ACTIONS)}"
+                f"callbacks.nonfinite.action={action!r}: allowed values are "
+                f"{', '.join(self.ACTIONS)}"
             )
         self.action = action
         self.skipped_steps = 0
@@ -45,7 +46,10 @@ class NonFiniteGuard(Callback):
         if what is None:
             return
         step = trainer.global_step + 1
-        where = f"step {step} (epoch {trainer.current_epoch}, batch {trainer.fit_loop.epoch_loop.batch_idx})"
+        where = (
+            f"step {step} (epoch {trainer.current_epoch}, batch "
+            f"{trainer.fit_loop.epoch_loop.batch_idx})"
+        )
         if self.action == "skip":
             optimizer.zero_grad(set_to_none=True)
             self.skipped_steps += 1

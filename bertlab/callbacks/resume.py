@@ -1,4 +1,6 @@
-"""`ExactResume`: `resume=true` continues with the same RNG states and the same position in the epoch."""
+"""`ExactResume`: `resume=true` continues with the same RNG states and the same position in the
+epoch.
+"""
 
 from __future__ import annotations
 
@@ -115,7 +117,8 @@ def give_loaders_own_generators(trainer: pl.Trainer) -> None:
 
 
 def capture_rng_states() -> dict[str, Any]:
-    """Every RNG a training step may draw from, as tensors and plain values (weights_only loads it)."""
+    """Every RNG a training step may draw from, as tensors and plain values (weights_only loads it).
+    """
     numpy_state = np.random.get_state()
     states = {
         "torch": torch.get_rng_state(),

@@ -1,4 +1,6 @@
-"""`GracefulStop`: SIGTERM / SIGINT finish the current step, save `last.ckpt`, exit with a resume hint."""
+"""`GracefulStop`: SIGTERM / SIGINT finish the current step, save `last.ckpt`, exit with a resume
+hint.
+"""
 
 from __future__ import annotations
 
@@ -21,7 +23,8 @@ class RunInterrupted(SystemExit):
 
 
 class GracefulStop(Callback):
-    """SIGTERM or SIGINT: finish the current optimizer step, save `last.ckpt`, exit with how to resume.
+    """SIGTERM or SIGINT: finish the current optimizer step, save `last.ckpt`, exit with how to
+    resume.
 
     SIGTERM is Lightning's: its handler sets `trainer.received_sigterm` (under DDP, rank 0
     broadcasts it). Left alone, Lightning then exits with status 0 and no checkpoint. SIGINT

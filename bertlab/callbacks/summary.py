@@ -42,7 +42,8 @@ class ParameterSummary(RichModelSummary):
         console.print(table)
         line = (
             f"[bold]Parameters[/]: {get_human_readable_count(total_parameters).strip()}, "
-            f"{get_human_readable_count(trainable_parameters).strip()} trainable, {model_size:,.1f} MB"
+            f"{get_human_readable_count(trainable_parameters).strip()} trainable, "
+            f"{model_size:,.1f} MB"
         )
         if total_training_modes["eval"]:  # a module left in eval mode trains without dropout
             line += f"; {total_training_modes['eval']} modules in eval mode"

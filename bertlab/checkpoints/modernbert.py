@@ -222,29 +222,34 @@ def bertlab_state_dict(state: dict[str, torch.Tensor], config: dict) -> dict[str
 
 def _bertlab_names(key: str, value: torch.Tensor, classifier: str):
     """(bertlab name, tensor) pairs for one transformers tensor."""
-    stem, _, kind = key.rpartition(".")
     layer = LAYER_KEY.fullmatch(key)
     if layer:
-        index, name, kind = layer.groups()
-        prefix = f"bert.encoder.layer.{index}."
-        if name == "attn.Wqkv":
-            for part, chunk in zip(("query", "key", "value"), value.chunk(3), strict=True):
-                yield f"{prefix}attention.self.{part}.{kind}", chunk
-        elif name in LAYER_NAMES:
-            yield f"{prefix}{LAYER_NAMES[name]}.{kind}", value
+        yield from _layer_names(*layer.groups(), value)
         return
+    stem, _, kind = key.rpartition(".")
     if stem in ENCODER_NAMES:
         yield f"{ENCODER_NAMES[stem]}.{kind}", value
     elif stem in ("head.dense", "head.norm"):
         part = "dense" if stem == "head.dense" else "LayerNorm"
         for head in HEAD_NAMES:
             yield f"{head}.{part}.{kind}", value
-    elif key == "decoder.bias":
-        yield "cls.predictions.bias", value
-    elif key == "decoder.weight":
-        yield "cls.predictions.decoder.weight", value
+    elif key in ("decoder.bias", "decoder.weight"):
+        yield (
+            {"decoder.bias": "cls.predictions.bias"}.get(key, "cls.predictions.decoder.weight"),
+            value,
+        )
     elif stem == "classifier":
         yield f"{classifier}.{kind}", value
+
+
+def _layer_names(index: str, name: str, kind: str, value: torch.Tensor):
+    """An encoder layer's tensor; the fused Q/K/V matrix becomes bertlab's three."""
+    prefix = f"bert.encoder.layer.{index}."
+    if name == "attn.Wqkv":
+        for part, chunk in zip(("query", "key", "value"), value.chunk(3), strict=True):
+            yield f"{prefix}attention.self.{part}.{kind}", chunk
+    elif name in LAYER_NAMES:
+        yield f"{prefix}{LAYER_NAMES[name]}.{kind}", value
 
 
 # ---- bertlab -> transformers -----------------------------------------------------------

@@ -16,7 +16,8 @@ EXIT_USER_ERROR = 2
 
 
 def exit_on_user_errors(function):
-    """Print `error: <message>` to stderr and exit 2 instead of a traceback; BERTLAB_DEBUG=1 keeps it.
+    """Print `error: <message>` to stderr and exit 2 instead of a traceback; BERTLAB_DEBUG=1 keeps
+    it.
 
     In a Hydra multirun the error is printed and re-raised instead: Hydra records the job
     as failed and the sweep goes on with the next one (exiting would end the whole sweep).

@@ -5,7 +5,8 @@ with task.predict_test=true the test predictions (GLUE submission files). SQuAD 
 its predictions files and official scores as a training run's validation does.
 
 bertlab-eval task=glue/mrpc model.init=RUN/checkpoints/best.ckpt task.data_dir=glue_data/MRPC
-bertlab-eval task=glue/mnli model.init=RUN/checkpoints/best.ckpt task.data_dir=... task.predict_test=true
+bertlab-eval task=glue/mnli model.init=RUN/checkpoints/best.ckpt task.data_dir=...
+task.predict_test=true
 bertlab-eval task=squad/v1 model.init=RUN/checkpoints/best.ckpt task.data_dir=squad/
 """
 

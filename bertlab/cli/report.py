@@ -31,7 +31,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--objective",
-        help="metric to rank by (default: the task's objective from .hydra/config.yaml, else the first val/ metric)",
+        help=(
+            "metric to rank by (default: the task's objective from .hydra/config.yaml, else the "
+            "first val/ metric)"
+        ),
     )
     parser.add_argument(
         "--mode", choices=("max", "min"), help="whether higher or lower objective is better"

@@ -31,7 +31,10 @@ def _parser() -> argparse.ArgumentParser:
         "-t",
         type=float,
         default=1.0,
-        help='v2.0: count a prediction as "" when its null odds exceed this (default 1.0, as the official script)',
+        help=(
+            'v2.0: count a prediction as "" when its null odds exceed this (default 1.0, as the '
+            "official script)"
+        ),
     )
     parser.add_argument(
         "--out-file", "-o", metavar="eval.json", help="write the JSON here instead of stdout"

@@ -31,7 +31,9 @@ class BertDataModule(pl.LightningDataModule):
         raise NotImplementedError
 
     def baseline_metrics(self) -> dict[str, float]:
-        """Trivial-predictor scores on validation data (e.g. majority class), reported beside the model's."""
+        """Trivial-predictor scores on validation data (e.g. majority class), reported beside the
+        model's.
+        """
         return {}
 
     def data_report(self) -> dict:

@@ -89,7 +89,8 @@ class SplitSource:
         return self.hub.source if self.hub is not None else str(self.path)
 
     def read(self, counts: ReadCounts | None = None) -> list[RawExample]:
-        """The examples; `counts`, if given, receives what was skipped (for the caller to report)."""
+        """The examples; `counts`, if given, receives what was skipped (for the caller to report).
+        """
         if self.hub is not None:
             return read_hub(self.hub, labeled=self.labeled, counts=counts)
         return read_examples(self.path, self.layout, labeled=self.labeled, counts=counts)
@@ -346,7 +347,8 @@ class ClassificationDataModule(BertDataModule):
             seed=self.seed,
             num_replicas=world_size,
             rank=rank,
-            even_shards=shuffle,  # training ranks must step together; evaluation counts each example once
+            # training ranks must step together; evaluation counts each example once
+            even_shards=shuffle,
         )
         # batch_size=None: the sampler yields whole batches of indices, the dataset pads them.
         return DataLoader(
@@ -368,7 +370,8 @@ class ClassificationDataModule(BertDataModule):
     def write_predictions(
         self, split: str, positions: Sequence[int], predictions: Sequence, directory: str | Path
     ) -> Path:
-        """Write `<split>.tsv` (`index<TAB>prediction`, label strings) in GLUE's submission format."""
+        """Write `<split>.tsv` (`index<TAB>prediction`, label strings) in GLUE's submission format.
+        """
         return write_submission(
             Path(directory) / f"{split}.tsv",
             self.splits[split].index,
@@ -513,7 +516,8 @@ class FixedBucketSampler(DistributedSampler):
         self.epoch = epoch
 
     def resume_at(self, epoch: int, start: int) -> None:
-        """Exact resume (bertlab/callbacks.py): `epoch` continues at this rank's `start`-th batch."""
+        """Exact resume (bertlab/callbacks.py): `epoch` continues at this rank's `start`-th batch.
+        """
         self.epoch, self.resume_epoch, self.resume_start = epoch, epoch, start
 
     def all_batches(self) -> list[list[int]]:

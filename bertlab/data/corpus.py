@@ -70,7 +70,9 @@ def read_corpus_files(files: Iterable[Path]) -> Iterator[Document]:
 
 
 def _line_of_byte(path: Path, byte_offset: int) -> int:
-    """1-based line of a byte offset within the chunk that failed to decode (approximate for big files)."""
+    """1-based line of a byte offset within the chunk that failed to decode (approximate for big
+    files).
+    """
     with open(path, "rb") as handle:
         return handle.read(byte_offset + 1).count(b"\n") + 1
 

@@ -313,7 +313,9 @@ class PretrainingDataModule(BertDataModule):
         )
 
     def baseline_metrics(self) -> dict[str, float]:
-        """Accuracy of always predicting the most frequent masked token / the more frequent NSP label."""
+        """Accuracy of always predicting the most frequent masked token / the more frequent NSP
+        label.
+        """
         token_counts: dict[int, int] = {}
         random_next = 0
         for i in range(len(self.val_set)):

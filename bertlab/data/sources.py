@@ -353,7 +353,8 @@ class SavedDataset(CorpusSource):
         if column not in dataset.column_names:
             raise DataError(
                 path,
-                f"no column {column!r} (task.text_column); it has {', '.join(dataset.column_names)}",
+                f"no column {column!r} (task.text_column); it has "
+                f"{', '.join(dataset.column_names)}",
             )
         self.dataset = dataset.select_columns([column])
         self.description = str(path) + (f" ({split})" if split else "")

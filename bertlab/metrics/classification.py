@@ -1,4 +1,5 @@
-"""Classification and regression metrics on torchmetrics, by the names task configs use (see shared ANCHORS.md).
+"""Classification and regression metrics on torchmetrics, by the names task configs use (see shared
+ANCHORS.md).
 
 torchmetrics objects keep running state and synchronise it across DDP processes
 when computed, so every evaluation example counts once whatever the device count.
@@ -52,7 +53,8 @@ def matthews_from_confusion(confusion: torch.Tensor) -> torch.Tensor:
 def _binary_f1(num_labels: int) -> Metric:
     if num_labels != 2:
         raise ConfigError(
-            f"task.metrics: metric 'f1' is binary F1 (positive class 1); this task has {num_labels} labels, use 'macro_f1'"
+            "task.metrics: metric 'f1' is binary F1 (positive class 1); this task has "
+            f"{num_labels} labels, use 'macro_f1'"
         )
     return F1Score(task="binary")
 

@@ -51,7 +51,9 @@ class QuestionAnswers:
 
 @dataclass(frozen=True)
 class Window:
-    """One window's logits and alignment: `offsets[t]` is token t's character span, -1 if not context."""
+    """One window's logits and alignment: `offsets[t]` is token t's character span, -1 if not
+    context.
+    """
 
     start_logits: np.ndarray  # (T,)
     end_logits: np.ndarray  # (T,)
@@ -176,7 +178,9 @@ def decode_answers(
 def write_answer_files(
     answers: QuestionAnswers, directory: str | Path, version_2_with_negative: bool
 ) -> list[Path]:
-    """predictions.json, nbest_predictions.json and (v2) null_odds.json, as the reference writes them."""
+    """predictions.json, nbest_predictions.json and (v2) null_odds.json, as the reference writes
+    them.
+    """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     files = {"predictions.json": answers.predictions, "nbest_predictions.json": answers.nbest}

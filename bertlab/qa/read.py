@@ -227,14 +227,16 @@ def read_squad_hub(
         import datasets  # lazily: an optional dependency, and slow to import
     except ImportError as error:
         raise ConfigError(
-            f"no local SQuAD files and the `datasets` package is not installed; set {data_dir_key}=DIR "
+            "no local SQuAD files and the `datasets` package is not installed; set "
+            f"{data_dir_key}=DIR "
             "(the official train/dev JSON files) or pip install 'bertlab[hub]'"
         ) from error
     try:
         rows = datasets.load_dataset(dataset_name, split=split_name)
     except Exception as error:  # offline, unknown name, ... all mean: use local files
         raise ConfigError(
-            f"cannot load {dataset_name} ({split_name}) from the Hub ({error}); set {data_dir_key}=DIR "
+            f"cannot load {dataset_name} ({split_name}) from the Hub ({error}); set "
+            f"{data_dir_key}=DIR "
             "to a directory with the official SQuAD JSON files"
         ) from error
     return squad_split_from_rows(rows, f"{dataset_name}:{split_name}", training)

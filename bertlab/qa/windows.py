@@ -1,4 +1,5 @@
-"""SQuAD windows: question + context cut to `max_seq_length` tokens, as the reference `run_squad.py`.
+"""SQuAD windows: question + context cut to `max_seq_length` tokens, as the reference
+`run_squad.py`.
 
 The question is cut to `max_query_length` tokens; the context is split into windows of
 what is left of `max_seq_length`, each starting `doc_stride` tokens after the previous one.
@@ -43,7 +44,9 @@ class WindowSettings:
 def window_starts(
     num_context_tokens: int, max_context_tokens: int, doc_stride: int
 ) -> list[tuple[int, int]]:
-    """(start, length) of each context window, as the reference: step `doc_stride`, last one ends at the end."""
+    """(start, length) of each context window, as the reference: step `doc_stride`, last one ends at
+    the end.
+    """
     spans = []
     start = 0
     while start < num_context_tokens:

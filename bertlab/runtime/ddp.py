@@ -23,7 +23,8 @@ DDP_ENVIRONMENT = ("MASTER_ADDR", "MASTER_PORT", "NODE_RANK", "LOCAL_RANK", "WOR
 
 @contextlib.contextmanager
 def ddp_relaunch_of_this_job() -> Iterator[None]:
-    """Within a Hydra multirun job, make Lightning's DDP launcher start the other ranks of this job only.
+    """Within a Hydra multirun job, make Lightning's DDP launcher start the other ranks of this job
+    only.
 
     Lightning starts ranks 1..N-1 by re-running the command line plus `hydra.run.dir=<run.dir>`.
     In a multirun that command line is the whole sweep (`-m`, comma lists, an Optuna search),

@@ -4,7 +4,8 @@ Every logger is given the whole resolved config as its run config; the W&B logge
 the defaults of bertlab/runtime/wandb_run.py.
 
 `AppendingCSVLogger`: Lightning's `CSVLogger` deletes an existing `metrics.csv` when it
-opens its directory, so `resume=true` would lose every row logged before the interruption. With `append=True`
+opens its directory, so `resume=true` would lose every row logged before the interruption. With
+`append=True`
 (the config sets it to `${resume}`) the file is kept and new rows go below the old ones;
 a column that appears only after the resume rewrites the header, as Lightning does.
 Rows logged between the last checkpoint and the interruption stay in the file, so a
@@ -27,7 +28,8 @@ from bertlab.runtime.wandb_run import is_wandb_logger, wandb_settings
 
 
 def build_loggers(cfg: DictConfig, run_dir: RunDir, overrides: Sequence[str]) -> list[Logger]:
-    """Instantiate `cfg.logger`; each logger is given the whole resolved config as its run config."""
+    """Instantiate `cfg.logger`; each logger is given the whole resolved config as its run config.
+    """
     loggers = []
     for section in (cfg.get("logger") or {}).values():
         settings = OmegaConf.to_container(section, resolve=True)

@@ -1,4 +1,5 @@
-"""What a run leaves for its readers: `results.json`, and the tokenizer files beside the checkpoints.
+"""What a run leaves for its readers: `results.json`, and the tokenizer files beside the
+checkpoints.
 
 Rank zero writes them, each atomically (bertlab/atomic.py), so a reader never sees half a
 file and a symlink planted in the run directory is replaced rather than followed.

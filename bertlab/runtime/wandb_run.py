@@ -1,4 +1,5 @@
-"""A W&B run that needs no attention: named, grouped, offline without credentials, continued on resume.
+"""A W&B run that needs no attention: named, grouped, offline without credentials, continued on
+resume.
 
 - `wandb_settings` fills the `WandbLogger` keys the config leaves null (conf/logger/wandb.yaml).
 - `WandbRunId` saves the run's id in every checkpoint, so `resume=true` continues the same

@@ -29,7 +29,9 @@ METHODS = ("grid", "random", "bayes")
 
 
 def agent_argument(key: str, value: Any) -> str:
-    """The argument `wandb agent` builds for `${args_no_hyphens}` (wandb's create_sweep_command_args)."""
+    """The argument `wandb agent` builds for `${args_no_hyphens}` (wandb's
+    create_sweep_command_args).
+    """
     return f"{key}={value}"
 
 
@@ -37,12 +39,19 @@ def value_problem(key: str, value: Any) -> str | None:
     """Why Hydra would not read `key=value` back as this one value, or None when it would."""
     argument = agent_argument(key, value)
     if value is None:
-        return f"value null reaches bertlab-train as the string 'None' ({argument}); leave the key out to keep the default"
+        return (
+            f"value null reaches bertlab-train as the string 'None' ({argument}); leave the key "
+            "out to keep the default"
+        )
     if isinstance(value, Mapping | list):
-        return f"value {value!r} is a mapping or list; sweep over dotted keys with plain values (e.g. optimizer.lr)"
+        return (
+            f"value {value!r} is a mapping or list; sweep over dotted keys with plain values (e.g. "
+            "optimizer.lr)"
+        )
     if any(character.isspace() for character in str(value)):
         return (
-            f"value {str(value)!r} contains whitespace, which wandb agent passes unquoted in '{argument}': "
+            f"value {str(value)!r} contains whitespace, which wandb agent passes unquoted in "
+            f"'{argument}': "
             "Hydra drops it at the ends, and it ends up in run names and directory names. "
             "Use a value without spaces (e.g. underscores, or a config file selected by name)"
         )
@@ -51,7 +60,10 @@ def value_problem(key: str, value: Any) -> str | None:
     except HydraException as error:
         return f"Hydra cannot parse '{argument}': {error}"
     if override.is_sweep_override():
-        return f"'{argument}' is a Hydra sweep (comma or sweep function), not one value; list the values in `values:` instead"
+        return (
+            f"'{argument}' is a Hydra sweep (comma or sweep function), not one value; list the "
+            "values in `values:` instead"
+        )
     return None
 
 
@@ -72,7 +84,8 @@ def parameter_problems(key: str, spec: Any) -> list[str]:
         ]
     if "parameters" in spec:
         return [
-            f"parameters.{key}: nested parameters reach Hydra as a dict literal; use dotted keys ({key}.NAME)"
+            f"parameters.{key}: nested parameters reach Hydra as a dict literal; use dotted keys "
+            f"({key}.NAME)"
         ]
     if not {"value", "values", "distribution"} & spec.keys():
         return [f"parameters.{key}: needs value, values or distribution"]
@@ -90,14 +103,16 @@ def spec_problems(spec: Any) -> list[str]:
     command = [str(part) for part in spec.get("command", [])]
     if ARGS_MACRO not in command or not any("bertlab-train" in part for part in command):
         problems.append(
-            f"command: must run bertlab-train with {ARGS_MACRO} (Hydra reads key=value, not --key=value); got {command}"
+            f"command: must run bertlab-train with {ARGS_MACRO} (Hydra reads key=value, not "
+            f"--key=value); got {command}"
         )
     if spec.get("method") not in METHODS:
         problems.append(f"method: {spec.get('method')!r}, allowed: {', '.join(METHODS)}")
     metric = spec.get("metric") or {}
     if not metric.get("name") or metric.get("goal") not in GOALS:
         problems.append(
-            f"metric: needs name (the task's objective, e.g. val/accuracy) and goal ({' or '.join(GOALS)}); got {metric}"
+            "metric: needs name (the task's objective, e.g. val/accuracy) and goal "
+            f"({' or '.join(GOALS)}); got {metric}"
         )
     parameters = spec.get("parameters") or {}
     if not parameters:

@@ -1,4 +1,6 @@
-"""What every bertlab LightningModule shares: optimizer and schedule, throughput, the tokenizer in the checkpoint."""
+"""What every bertlab LightningModule shares: optimizer and schedule, throughput, the tokenizer in
+the checkpoint.
+"""
 
 from __future__ import annotations
 

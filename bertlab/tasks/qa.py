@@ -63,7 +63,8 @@ class QuestionAnsweringModule(BertTaskModule):
         datamodule = getattr(self.trainer, "datamodule", None)
         if datamodule is None or not hasattr(datamodule, "eval_set"):
             raise RuntimeError(
-                "QuestionAnsweringModule validates with a QuestionAnsweringDataModule (trainer.fit(datamodule=...))"
+                "QuestionAnsweringModule validates with a QuestionAnsweringDataModule "
+                "(trainer.fit(datamodule=...))"
             )
         self.squad_metric.eval_set = datamodule.eval_set()
 
