@@ -25,7 +25,8 @@ class CheckpointError(UserError, ValueError):
 
 
 class UnsafeCheckpointError(CheckpointError):
-    """A checkpoint holding objects other than tensors and plain values: loading it could run code.
+    """A checkpoint holding objects other than tensors and plain values: loading it could run
+    code.
     """
 
 

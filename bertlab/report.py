@@ -492,7 +492,8 @@ def plot_objective_vs_hyperparameters(sweep: Sweep, out_dir: Path) -> list[Path]
 
 
 def read_logged_curves(job_dir: Path) -> dict[str, list[tuple[float, float]]]:
-    """(step, value) series per metric from the job's CSV-logger files (resumed runs add versions).
+    """(step, value) series per metric from the job's CSV-logger files (resumed runs add
+    versions).
     """
     curves: dict[str, list[tuple[float, float]]] = {}
     for path in sorted(job_dir.rglob(LOGGER_METRICS_FILE), key=natural_key):
@@ -519,7 +520,8 @@ def training_loss_metric(names: Iterable[str]) -> str | None:
 
 
 def plot_learning_curves(sweep: Sweep, out_dir: Path) -> list[Path]:
-    """Training loss and the objective against step, one line per job, one colour per configuration.
+    """Training loss and the objective against step, one line per job, one colour per
+    configuration.
     """
     from matplotlib.figure import Figure
 

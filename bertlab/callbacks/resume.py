@@ -117,7 +117,8 @@ def give_loaders_own_generators(trainer: pl.Trainer) -> None:
 
 
 def capture_rng_states() -> dict[str, Any]:
-    """Every RNG a training step may draw from, as tensors and plain values (weights_only loads it).
+    """Every RNG a training step may draw from, as tensors and plain values (weights_only loads
+    it).
     """
     numpy_state = np.random.get_state()
     states = {

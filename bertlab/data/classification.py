@@ -89,7 +89,8 @@ class SplitSource:
         return self.hub.source if self.hub is not None else str(self.path)
 
     def read(self, counts: ReadCounts | None = None) -> list[RawExample]:
-        """The examples; `counts`, if given, receives what was skipped (for the caller to report).
+        """The examples; `counts`, if given, receives what was skipped (for the caller to
+        report).
         """
         if self.hub is not None:
             return read_hub(self.hub, labeled=self.labeled, counts=counts)
@@ -370,7 +371,8 @@ class ClassificationDataModule(BertDataModule):
     def write_predictions(
         self, split: str, positions: Sequence[int], predictions: Sequence, directory: str | Path
     ) -> Path:
-        """Write `<split>.tsv` (`index<TAB>prediction`, label strings) in GLUE's submission format.
+        """Write `<split>.tsv` (`index<TAB>prediction`, label strings) in GLUE's submission
+        format.
         """
         return write_submission(
             Path(directory) / f"{split}.tsv",
@@ -516,7 +518,8 @@ class FixedBucketSampler(DistributedSampler):
         self.epoch = epoch
 
     def resume_at(self, epoch: int, start: int) -> None:
-        """Exact resume (bertlab/callbacks.py): `epoch` continues at this rank's `start`-th batch.
+        """Exact resume (bertlab/callbacks.py): `epoch` continues at this rank's `start`-th
+        batch.
         """
         self.epoch, self.resume_epoch, self.resume_start = epoch, epoch, start
 

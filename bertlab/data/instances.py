@@ -188,7 +188,8 @@ def truncate_pair(
 
 
 def write_shard(instances, path_prefix: Path, vocab_size: int) -> int:
-    """Store instances as `<prefix>.tokens.npy` (A then B, concatenated) and `<prefix>.index.npy`.
+    """Store instances as `<prefix>.tokens.npy` (A then B, concatenated) and
+    `<prefix>.index.npy`.
     """
     dtype = np.uint16 if vocab_size <= np.iinfo(np.uint16).max + 1 else np.int32
     index = np.zeros((len(instances), 4), dtype=np.int64)

@@ -40,7 +40,8 @@ def parse_override(argument: str) -> Override:
 
 
 def override_key(override: str) -> str:
-    """`+optimizer.lr=2e-5` -> `optimizer.lr`: the `+`, `++` or `~` prefix is not part of the key.
+    """`+optimizer.lr=2e-5` -> `optimizer.lr`: the `+`, `++` or `~` prefix is not part of the
+    key.
     """
     return override.split("=", 1)[0].lstrip("+~")
 

@@ -28,7 +28,8 @@ from bertlab.runtime.wandb_run import is_wandb_logger, wandb_settings
 
 
 def build_loggers(cfg: DictConfig, run_dir: RunDir, overrides: Sequence[str]) -> list[Logger]:
-    """Instantiate `cfg.logger`; each logger is given the whole resolved config as its run config.
+    """Instantiate `cfg.logger`; each logger is given the whole resolved config as its run
+    config.
     """
     loggers = []
     for section in (cfg.get("logger") or {}).values():
