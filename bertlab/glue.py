@@ -105,7 +105,7 @@ class GlueJob:
 
 
 def find_glue_jobs(directories: Iterable[str | Path]) -> list[GlueJob]:
-    """Every finished GLUE job under the directories (other jobs and unfinished ones are skipped)."""
+    """Every finished GLUE job under the directories; other and unfinished jobs are skipped."""
     jobs = []
     for directory in directories:
         for results_path in sorted(Path(directory).rglob(RESULTS_FILE)):
@@ -198,7 +198,7 @@ class TaskResult:
 
 @dataclass
 class CheckpointRow:
-    """One row of the table: every task fine-tuned from one checkpoint (with one set of overrides)."""
+    """One row of the table: every task fine-tuned from one checkpoint, with one set of overrides."""
 
     init: str
     overrides: tuple[str, ...]
