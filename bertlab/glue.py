@@ -198,7 +198,7 @@ class TaskResult:
 
 @dataclass
 class CheckpointRow:
-    """One row of the table: every task fine-tuned from one checkpoint, with one set of overrides."""
+    """A row of the table: every task fine-tuned from one checkpoint, with one set of overrides."""
 
     init: str
     overrides: tuple[str, ...]
