@@ -4,11 +4,14 @@ Every export also writes `config.json` (with `id2label` and `label2id` for class
 and the tokenizer. ONNX and TorchScript models take `input_ids`, `token_type_ids`,
 `attention_mask` (int64, batch x sequence, both axes dynamic) and return `logits`
 (classification), `score` (regression) or `start_logits` + `end_logits` (QA).
+`quantize=int8` (ONNX only) stores the weights of every matrix product as int8 and
+quantizes activations at run time (ONNX Runtime's dynamic quantization).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import json
 import warnings
 from pathlib import Path
@@ -26,13 +29,14 @@ from bertlab.checkpoints.hf import (
     write_weights,
 )
 from bertlab.checkpoints.restore import load_module
-from bertlab.errors import CheckpointError, ConfigError
+from bertlab.errors import CheckpointError, ConfigError, UserError
 from bertlab.model import BertConfig, BertForSequenceClassification
 from bertlab.tasks.base import BertTaskModule
 from bertlab.tasks.classify import ClassificationModule
 from bertlab.tasks.qa import QuestionAnsweringModule
 
 FORMATS = ("hf", "onnx", "torchscript")
+QUANTIZATIONS = ("int8",)
 INPUT_NAMES = ["input_ids", "token_type_ids", "attention_mask"]
 DEFAULT_OPSET = 17
 
@@ -111,31 +115,85 @@ def export_torchscript(module: BertTaskModule, out: Path) -> Path:
 
 
 def export(
-    checkpoint: str | Path, format: str, out: str | Path, opset: int = DEFAULT_OPSET
+    checkpoint: str | Path,
+    format: str,
+    out: str | Path,
+    opset: int = DEFAULT_OPSET,
+    quantize: str | None = None,
 ) -> Path:
     """Write `checkpoint` as `format` into `out`; returns the model file."""
     if format not in FORMATS:
         raise ConfigError(f"format={format}: choose one of {', '.join(FORMATS)}")
+    check_quantize(format, quantize)
     module, tokenizer = load_module(checkpoint)
-    out = Path(out)
+    return export_module(module, tokenizer, str(checkpoint), format, Path(out), opset, quantize)
+
+
+def check_quantize(format: str, quantize: str | None) -> None:
+    if quantize is None:
+        return
+    if quantize not in QUANTIZATIONS:
+        raise ConfigError(
+            f"quantize={quantize}: choose {', '.join(QUANTIZATIONS)} (or leave it out)"
+        )
+    if format != "onnx":
+        raise ConfigError(f"quantize={quantize}: only format=onnx quantizes")
+
+
+def export_module(
+    module: BertTaskModule,
+    tokenizer: Tokenizer,
+    source: str,
+    format: str,
+    out: Path,
+    opset: int = DEFAULT_OPSET,
+    quantize: str | None = None,
+) -> Path:
+    """`export` of a loaded task module; `source` names it in errors."""
     out.mkdir(parents=True, exist_ok=True)
     config = module.model.config
     unrepresentable = modernbert.hf_representable(dataclasses.asdict(config))
     if format == "hf":
         if unrepresentable:  # bertlab's own format (the .ckpt) is the one that holds it
             raise CheckpointError(
-                f"{checkpoint}: format=hf: {unrepresentable}; keep the .ckpt (bertlab's own "
+                f"{source}: format=hf: {unrepresentable}; keep the .ckpt (bertlab's own "
                 "format, loadable with model.init), or export format=onnx / torchscript"
             )
         path = write_hf_weights(module, tokenizer, out)
     elif format == "onnx":
         path = export_onnx(module, out, opset)
+        if quantize == "int8":
+            quantize_int8(path, path)
     else:
         path = export_torchscript(module, out)
     if not unrepresentable:
         write_hf_config(module, tokenizer, out)
     write_tokenizer(tokenizer, out, config.max_position_embeddings)
     return path
+
+
+def require_onnxruntime() -> None:
+    """A one-line UserError instead of an ImportError when onnxruntime is not installed."""
+    if importlib.util.find_spec("onnxruntime") is None:
+        raise UserError(
+            "onnxruntime is not installed: pip install 'bertlab[onnx]' (or onnxruntime)"
+        )
+
+
+def quantize_int8(source: Path, target: Path) -> None:
+    """ONNX Runtime's dynamic quantization: int8 weights for every MatMul and Gemm, activations
+    quantized per batch at run time (uint8), computed in integers (VNNI where the CPU has it).
+
+    The embeddings, LayerNorms, softmax and GELU stay float32.
+    """
+    require_onnxruntime()
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pre-processing advice, printed for every model
+        quantize_dynamic(
+            source, target, weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul", "Gemm"]
+        )
 
 
 def write_hf_weights(module: BertTaskModule, tokenizer: Tokenizer, out: Path) -> Path:

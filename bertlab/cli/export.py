@@ -2,11 +2,13 @@
 
 bertlab-export CKPT format=hf out=DIR            # transformers' from_pretrained loads DIR
 bertlab-export CKPT format=onnx out=DIR          # DIR/model.onnx (classification, regression, QA)
+bertlab-export CKPT format=onnx quantize=int8 out=DIR   # int8 weights (ONNX Runtime)
 bertlab-export CKPT format=torchscript out=DIR   # DIR/model.pt   (classification, regression, QA)
 
 Settings are `key=value` as in bertlab-train: `format` and `out` (required), `opset`
-(ONNX opset, default 17). Every export also writes `config.json` (with `id2label` and
-`label2id` for classification) and the tokenizer (`tokenizer.json`, `vocab.txt`,
+(ONNX opset, default 17), `quantize=int8` (ONNX only: int8 weights, dynamic quantization).
+Every export also writes `config.json` (with `id2label` and `label2id` for classification)
+and the tokenizer (`tokenizer.json`, `vocab.txt`,
 `tokenizer_config.json`). ONNX and TorchScript models take `input_ids`,
 `token_type_ids`, `attention_mask` (int64, batch x sequence, both axes dynamic, sequence
 up to max_position_embeddings) and return `logits` (classification), `score`
@@ -25,7 +27,7 @@ from bertlab.errors import ConfigError
 
 def parse_settings(arguments: Sequence[str]) -> tuple[str, dict]:
     """`CKPT key=value ...` -> (CKPT, {key: value}); unknown or repeated keys are errors."""
-    allowed = {"format", "out", "opset"}
+    allowed = {"format", "out", "opset", "quantize"}
     positional = [a for a in arguments if "=" not in a]
     if len(positional) != 1:
         raise ConfigError("usage: bertlab-export CKPT format=hf|onnx|torchscript out=DIR [opset=N]")

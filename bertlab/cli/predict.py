@@ -3,11 +3,17 @@
 bertlab-predict outputs/DATE/TIME/checkpoints/best.ckpt dev.jsonl --out predictions.jsonl
 echo 'this movie is so great' | bertlab-predict best.ckpt
 bertlab-predict path/to/hf-classifier dev.jsonl     # a Hugging Face directory, or hf:NAME
+bertlab-predict exported/ dev.jsonl --runtime onnx  # ONNX Runtime (bertlab-export format=onnx)
+bertlab-predict best.ckpt dev.jsonl --runtime onnx --quantize int8
 
 Input lines are JSON objects with `text` (+ `text_pair`) for classification and
 regression, `question` + `context` for question answering, or plain text lines (one
 `text` each) for single-sentence tasks. Each output line is the input object plus
 `label` + `probs` (classification), `score` (regression) or `answer` + `score` (QA).
+
+`--runtime onnx` runs an exported directory (model.onnx, config.json, tokenizer) or a
+.ckpt (exported once into $BERTLAB_CACHE/onnx) with ONNX Runtime on the CPU, with the same
+inputs and outputs; `--quantize int8` runs it with int8 weights (dynamic quantization).
 """
 
 from __future__ import annotations
@@ -15,11 +21,15 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
+from tokenizers import Tokenizer
+
 from bertlab.checkpoints.restore import load_module
 from bertlab.cli.errors import exit_on_user_errors
 from bertlab.errors import ConfigError
 from bertlab.inference.io import read_input_file, write_json_lines
+from bertlab.inference.onnx_runtime import load_onnx_task_model
 from bertlab.inference.predict import predict
+from bertlab.inference.task_model import TaskModel, torch_task_model
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -31,7 +41,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "checkpoint",
         help="a bertlab .ckpt (classification, regression or QA), a Hugging Face directory "
-        "(BertForSequenceClassification, BertForQuestionAnswering) or hf:NAME",
+        "(BertForSequenceClassification, BertForQuestionAnswering) or hf:NAME; with --runtime "
+        "onnx a bertlab-export format=onnx directory or a .ckpt",
     )
     parser.add_argument("input", nargs="?", default="-", help="JSON Lines or text file; - = stdin")
     parser.add_argument("--out", help="output JSON Lines file (default: stdout)")
@@ -42,7 +53,33 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="truncate inputs to this many tokens; QA: the window length (default: the model's)",
     )
     parser.add_argument("--logits", action="store_true", help="also write the raw logits")
+    parser.add_argument("--runtime", choices=("torch", "onnx"), default="torch")
+    parser.add_argument(
+        "--quantize", choices=("int8",), help="onnx: int8 weights, dynamic quantization"
+    )
+    parser.add_argument(
+        "--threads", type=int, help="onnx: intra-op threads (default: the available cores)"
+    )
+    parser.add_argument(
+        "--no-fusion",
+        action="store_true",
+        help="onnx: skip ONNX Runtime's transformer optimizer (its own graph optimizations stay)",
+    )
     return parser.parse_args(argv)
+
+
+def load_task_model(args: argparse.Namespace) -> tuple[TaskModel, Tokenizer]:
+    if args.runtime == "onnx":
+        return load_onnx_task_model(
+            args.checkpoint, args.quantize, args.threads, fuse=not args.no_fusion
+        )
+    for option, value in (("--quantize", args.quantize), ("--threads", args.threads)):
+        if value is not None:
+            raise ConfigError(f"{option} {value}: an option of --runtime onnx")
+    if args.no_fusion:
+        raise ConfigError("--no-fusion: an option of --runtime onnx")
+    module, tokenizer = load_module(args.checkpoint)
+    return torch_task_model(module), tokenizer
 
 
 @exit_on_user_errors
@@ -51,10 +88,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.batch_size < 1:
         raise ConfigError(f"--batch-size={args.batch_size}: must be at least 1")
     records, source = read_input_file(args.input)  # all of it first: bad lines fail before work
-    module, tokenizer = load_module(args.checkpoint)
-    rows = predict(
-        module, tokenizer, records, source, args.batch_size, args.max_length, args.logits
-    )
+    if args.threads is not None and args.threads < 1:
+        raise ConfigError(f"--threads={args.threads}: must be at least 1")
+    model, tokenizer = load_task_model(args)
+    rows = predict(model, tokenizer, records, source, args.batch_size, args.max_length, args.logits)
     write_json_lines(rows, args.out)
 
 

@@ -4,19 +4,17 @@ from __future__ import annotations
 
 import torch
 
-from bertlab.tasks.classify import ClassificationModule
+from bertlab.inference.task_model import REGRESSION, Batch, TaskModel
 
 
-@torch.no_grad()
-def classify(
-    module: ClassificationModule, batch: dict[str, torch.Tensor], with_logits: bool = False
-) -> list[dict]:
+def classify(model: TaskModel, batch: Batch, with_logits: bool = False) -> list[dict]:
     """`label` + `probs` per row (label names when the task has them), or `score` for regression."""
-    logits = module.model(batch["input_ids"], batch["token_type_ids"], batch["attention_mask"])
-    if module.hparams.regression:
-        return [{"score": float(score)} for score in logits.squeeze(-1)]
+    outputs = model.forward(batch)
+    if model.kind == REGRESSION:
+        return [{"score": float(score)} for score in outputs]
+    logits: torch.Tensor = outputs
     probabilities = logits.float().softmax(-1)
-    label_names = module.hparams.get("label_names")
+    label_names = model.settings.get("label_names")
     results = []
     for row_logits, row_probabilities in zip(logits, probabilities, strict=True):
         label_id = int(row_probabilities.argmax())

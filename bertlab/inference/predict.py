@@ -1,4 +1,4 @@
-"""`bertlab-predict`'s work: the task module decides between classification and QA."""
+"""`bertlab-predict`'s work: the model's task decides between classification and QA."""
 
 from __future__ import annotations
 
@@ -6,18 +6,15 @@ from collections.abc import Sequence
 
 from tokenizers import Tokenizer
 
-from bertlab.errors import CheckpointError
 from bertlab.inference.batches import SentenceEncoder, batched
 from bertlab.inference.classify import classify
 from bertlab.inference.io import InputRecord, require_text_fields
 from bertlab.inference.qa import answer_questions
-from bertlab.tasks.base import BertTaskModule
-from bertlab.tasks.classify import ClassificationModule
-from bertlab.tasks.qa import QuestionAnsweringModule
+from bertlab.inference.task_model import QUESTION_ANSWERING, TaskModel
 
 
 def predict(
-    module: BertTaskModule,
+    model: TaskModel,
     tokenizer: Tokenizer,
     records: Sequence[InputRecord],
     source: str,
@@ -26,26 +23,19 @@ def predict(
     with_logits: bool = False,
 ) -> list[dict]:
     """Each input record with the task's outputs added (see `classify`, `answer_questions`)."""
-    if isinstance(module, QuestionAnsweringModule):
+    if model.kind == QUESTION_ANSWERING:
         require_text_fields(records, ("question", "context"), (), source)
         fields = [record.fields for record in records]
         results = [
             result
             for chunk in batched(fields, batch_size)
-            for result in answer_questions(module, tokenizer, chunk, batch_size, source, max_length)
+            for result in answer_questions(model, tokenizer, chunk, batch_size, source, max_length)
         ]
-    elif isinstance(module, ClassificationModule):
+    else:
         require_text_fields(records, ("text",), ("text_pair",), source)
-        encoder = SentenceEncoder(
-            tokenizer, max_length or module.model.config.max_position_embeddings
-        )
+        encoder = SentenceEncoder(tokenizer, max_length or model.max_positions)
         results = []
         for chunk in batched(records, batch_size):
             batch, _ = encoder([record.fields for record in chunk])
-            results += classify(module, batch, with_logits)
-    else:
-        raise CheckpointError(
-            f"{type(module).__name__} checkpoint: bertlab-predict runs classification, regression "
-            "and question answering checkpoints (bertlab-embed gives a pretrained model's vectors)"
-        )
+            results += classify(model, batch, with_logits)
     return [{**record.fields, **result} for record, result in zip(records, results, strict=True)]

@@ -5,10 +5,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-import torch
 from tokenizers import Tokenizer
 
 from bertlab.checkpoints.restore import QA_DEFAULT_MAX_LENGTH
+from bertlab.inference.batches import batched
+from bertlab.inference.task_model import TaskModel
+from bertlab.qa.decode import DecodingSettings, Window, decode_question
 from bertlab.qa.windows import (
     SquadExample,
     SquadFeatures,
@@ -17,14 +19,10 @@ from bertlab.qa.windows import (
     build_features,
     collate_features,
 )
-from bertlab.inference.batches import batched
-from bertlab.qa.decode import DecodingSettings, Window, decode_question
-from bertlab.tasks.qa import QuestionAnsweringModule
 
 
-@torch.no_grad()
 def answer_questions(
-    module: QuestionAnsweringModule,
+    model: TaskModel,
     tokenizer: Tokenizer,
     records: Sequence[dict],
     batch_size: int,
@@ -35,10 +33,9 @@ def answer_questions(
 
     Windows are `max_length` tokens (default: the length the model was fine-tuned with).
     """
-    settings = module.hparams
+    settings = model.settings
     max_length = min(
-        max_length or settings.get("max_seq_length", QA_DEFAULT_MAX_LENGTH),
-        module.model.config.max_position_embeddings,
+        max_length or settings.get("max_seq_length", QA_DEFAULT_MAX_LENGTH), model.max_positions
     )
     split = _question_split(records, source)
     arrays = build_features(split, tokenizer, qa_window_settings(max_length), False, True)
@@ -46,9 +43,7 @@ def answer_questions(
     windows: dict[int, list[Window]] = {index: [] for index in range(len(records))}
     for rows in batched(range(len(features)), batch_size):
         batch = collate_features([features[row] for row in rows])
-        start_logits, end_logits = module.model(
-            batch["input_ids"], batch["token_type_ids"], batch["attention_mask"]
-        )
+        start_logits, end_logits = model.forward(batch)
         for offset, row in enumerate(rows):
             windows[int(arrays["example_index"][row])].append(
                 _window(arrays, row, start_logits[offset], end_logits[offset])

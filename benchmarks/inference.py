@@ -1,0 +1,292 @@
+"""CPU inference: bertlab-predict's path (PyTorch eager, ONNX Runtime fp32, ONNX Runtime int8)
+and bertlab-embed's encoder against transformers on the same batches; int8's accuracy change.
+
+python benchmarks/inference.py                         # model=base, batch 1 and 32, sequence 128
+python benchmarks/inference.py --repetitions 1 --batch-sizes 1    # a smoke run
+python benchmarks/inference.py --checkpoint best.ckpt --dev dev.jsonl   # int8 on a real task
+
+Throughput: every side gets the very same int64 batches (random token ids, all 128 real
+tokens, random init is fine for speed) and computes what bertlab-predict computes per batch:
+`classify` on a `TaskModel` (forward, softmax, label per row) for bertlab's runtimes, and
+`BertForSequenceClassification` (SDPA attention, `torch.inference_mode`) + softmax + argmax
+for transformers. The embed rows run the encoder + [CLS] pooling (bertlab's `BertModel`, the
+model bertlab-embed loads; transformers' `BertModel` with SDPA). All sides use the same
+intra-op thread count (torch's, by default every core).
+
+Accuracy: a classifier (by default a tiny one fine-tuned here by bertlab-train on a
+generated SST-2 task) predicts a labelled JSON Lines file through bertlab-predict's torch,
+ONNX fp32 and ONNX int8 paths; printed: each accuracy and int8's label agreement with fp32.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import random
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import torch
+from common import (
+    classification_flops,
+    generated_vocabulary,
+    hf_config,
+    interleaved_rates,
+    load,
+    machine,
+    matmul_rate,
+    model_settings,
+    print_limit,
+    report,
+)
+
+from bertlab.checkpoints.export import export_module
+from bertlab.inference.classify import classify
+from bertlab.inference.io import InputRecord
+from bertlab.inference.onnx_runtime import load_onnx_task_model
+from bertlab.inference.predict import predict
+from bertlab.inference.task_model import torch_task_model
+from bertlab.model import BertConfig, BertModel
+from bertlab.tasks.classify import ClassificationModule
+from bertlab.tokenizer import train_wordpiece
+
+VOCAB_SIZE = 30_522  # bert-base-uncased's
+ARCHITECTURE_KEYS = {key for key in BertConfig.__dataclass_fields__}
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", default="base", help="conf/model/<name>.yaml")
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 32])
+    parser.add_argument("--sequence", type=int, default=128)
+    parser.add_argument("--repetitions", type=int, default=5)
+    parser.add_argument(
+        "--samples", type=int, default=32, help="samples per repetition (whole batches)"
+    )
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--checkpoint", help="a fine-tuned classification .ckpt for accuracy")
+    parser.add_argument("--dev", help="JSON Lines with text (+ text_pair) and label, for accuracy")
+    parser.add_argument("--skip-accuracy", action="store_true")
+    return parser.parse_args()
+
+
+# ---- throughput -----------------------------------------------------------------------------
+
+
+def build_classifier(model: str) -> ClassificationModule:
+    settings = {k: v for k, v in model_settings(model).items() if k in ARCHITECTURE_KEYS}
+    torch.manual_seed(0)
+    return ClassificationModule(
+        model=settings, optimizer={}, vocab_size=VOCAB_SIZE, num_labels=2
+    ).eval()
+
+
+def transformers_classifier(module: ClassificationModule, settings: dict):
+    """transformers' BertForSequenceClassification with the same weights, SDPA attention;
+    checked to give the same logits."""
+    from transformers import BertForSequenceClassification
+
+    config = hf_config(settings, VOCAB_SIZE, num_labels=2, attn_implementation="sdpa")
+    model = BertForSequenceClassification(config).eval()
+    missing, _ = model.load_state_dict(module.model.state_dict(), strict=False)
+    assert not [key for key in missing if "position_ids" not in key], missing
+    (batch,) = batches(2, 16, 1)
+    with torch.inference_mode():
+        torch.testing.assert_close(model(**batch).logits, module.model(**batch), atol=1e-4, rtol=0)
+    return model
+
+
+def batches(batch_size: int, sequence: int, count: int) -> list[dict[str, torch.Tensor]]:
+    generator = torch.Generator().manual_seed(batch_size)
+    result = []
+    for _ in range(count):
+        ids = torch.randint(1000, VOCAB_SIZE, (batch_size, sequence), generator=generator)
+        ids[:, 0], ids[:, -1] = 2, 3  # [CLS] ... [SEP]
+        result.append(
+            {
+                "input_ids": ids,
+                "token_type_ids": torch.zeros_like(ids),
+                "attention_mask": torch.ones_like(ids),
+            }
+        )
+    return result
+
+
+def prediction_sides(module, hf_model, onnx_models, inputs) -> dict:
+    samples = sum(len(batch["input_ids"]) for batch in inputs)
+    bertlab_torch = torch_task_model(module)
+
+    def run_bertlab(task_model):
+        def run() -> int:
+            for batch in inputs:
+                classify(task_model, batch)
+            return samples
+
+        return run
+
+    def run_transformers() -> int:
+        with torch.inference_mode():
+            for batch in inputs:
+                probabilities = hf_model(**batch).logits.float().softmax(-1)
+                [int(i) for i in probabilities.argmax(-1)]
+        return samples
+
+    sides = {"transformers (SDPA)": run_transformers, "bertlab torch": run_bertlab(bertlab_torch)}
+    sides |= {name: run_bertlab(model) for name, model in onnx_models.items()}
+    return sides
+
+
+def embedding_sides(module, hf_model, inputs) -> dict:
+    samples = sum(len(batch["input_ids"]) for batch in inputs)
+    encoder: BertModel = module.model.bert
+    hf_encoder = hf_model.bert
+
+    def run_bertlab() -> int:
+        with torch.inference_mode():
+            for batch in inputs:
+                sequence_output, _ = encoder(
+                    batch["input_ids"], batch["token_type_ids"], batch["attention_mask"]
+                )
+                sequence_output[:, 0].tolist()
+        return samples
+
+    def run_transformers() -> int:
+        with torch.inference_mode():
+            for batch in inputs:
+                hf_encoder(**batch).last_hidden_state[:, 0].tolist()
+        return samples
+
+    return {"transformers BertModel": run_transformers, "bertlab encoder": run_bertlab}
+
+
+def onnx_models(module, tokenizer, directory: Path, threads: int) -> dict:
+    """ONNX Runtime task models of `module`: fp32 as exported, fp32 fused, int8 fused."""
+    export_module(module, tokenizer, "benchmark", "onnx", directory)
+    plain, _ = load_onnx_task_model(directory, threads=threads, fuse=False)
+    fused, _ = load_onnx_task_model(directory, threads=threads)
+    int8, _ = load_onnx_task_model(directory, quantize="int8", threads=threads)
+    return {"onnx fp32 (plain graph)": plain, "onnx fp32 (fused)": fused, "onnx int8": int8}
+
+
+def throughput(args: argparse.Namespace, limit: float, work: Path) -> None:
+    settings = model_settings(args.model)
+    module = build_classifier(args.model)
+    hf_model = transformers_classifier(module, settings)
+    tokenizer = train_wordpiece(["a b c"], vocab_size=50, min_frequency=1)  # files only
+    print(f"exporting and optimizing the ONNX graphs ({load()})", flush=True)
+    runtimes = onnx_models(module, tokenizer, work / "exported", args.threads)
+    flops = float(classification_flops(settings, args.sequence, 2)) / 3  # forward only
+    for batch_size in args.batch_sizes:
+        inputs = batches(batch_size, args.sequence, max(1, args.samples // batch_size))
+        title = f"bertlab-predict path, model={args.model}, batch {batch_size}, sequence {args.sequence}"
+        print(f"\nmeasuring: {title}", flush=True)
+        rates = interleaved_rates(
+            prediction_sides(module, hf_model, runtimes, inputs), args.repetitions
+        )
+        report(title, rates, "bertlab torch", "onnx fp32 (fused)", flops, limit)
+        for name in ("onnx fp32 (plain graph)", "onnx int8", "transformers (SDPA)"):
+            print(f"  ratio {name} / bertlab torch: {rates[name] / rates['bertlab torch']:.2f}x")
+        title = f"bertlab-embed encoder, model={args.model}, batch {batch_size}, sequence {args.sequence}"
+        print(f"\nmeasuring: {title}", flush=True)
+        rates = interleaved_rates(embedding_sides(module, hf_model, inputs), args.repetitions)
+        report(title, rates, "transformers BertModel", "bertlab encoder", flops, limit)
+
+
+# ---- int8 accuracy ------------------------------------------------------------------------
+
+POSITIVE = ["summer", "music", "garden", "meadow", "silver", "candle"]
+NEGATIVE = ["winter", "thunder", "engine", "rocket", "marble", "copper"]
+
+
+def generated_sentences(count: int, seed: int) -> list[tuple[str, str]]:
+    """SST-2-like rows: 3 to 12 neutral words with 1 to 4 POSITIVE and NEGATIVE words mixed
+    in, labelled 1 when the POSITIVE ones are more (never a tie): learnable, not trivially."""
+    rng = random.Random(seed)
+    words = generated_vocabulary(200, seed=7)
+    rows = []
+    for _ in range(count):
+        sentence = rng.sample(words, rng.randint(3, 12))
+        positives = rng.randint(0, 4)
+        negatives = rng.choice([n for n in range(5) if n != positives and n + positives > 0])
+        for word in rng.choices(POSITIVE, k=positives) + rng.choices(NEGATIVE, k=negatives):
+            sentence.insert(rng.randrange(len(sentence) + 1), word)
+        rows.append((" ".join(sentence), str(int(positives > negatives))))
+    return rows
+
+
+def fine_tuned_checkpoint(work: Path) -> tuple[Path, Path]:
+    """A tiny SST-2 classifier trained by bertlab-train on generated GLUE files; its dev set."""
+    data = work / "SST-2"
+    data.mkdir(parents=True)
+    for name, count, seed in (("train", 512, 0), ("dev", 400, 1)):
+        with open(data / f"{name}.tsv", "w", newline="", encoding="utf-8") as out:
+            writer = csv.writer(out, delimiter="\t", lineterminator="\n")
+            writer.writerows([("sentence", "label"), *generated_sentences(count, seed)])
+    with open(data / "test.tsv", "w", newline="", encoding="utf-8") as out:
+        writer = csv.writer(out, delimiter="\t", lineterminator="\n")
+        writer.writerows([("index", "sentence"), (0, "summer meadow")])
+    run = work / "run"
+    command = [sys.executable, "-m", "bertlab.cli.train", "task=glue/sst2"]
+    command += [f"task.data_dir={data}", "model=tiny", "task.max_seq_length=32"]
+    command += ["optimizer.lr=1e-3", "trainer.max_steps=300", "trainer.max_epochs=20"]
+    command += [f"hydra.run.dir={run}", "~callbacks.progress_bar"]
+    print("fine-tuning a tiny classifier on a generated SST-2 task ...", flush=True)
+    subprocess.run(command, check=True, stdout=subprocess.DEVNULL, env=dict(os.environ))
+    checkpoint = Path(json.loads((run / "results.json").read_text())["last_checkpoint"])
+    dev = work / "dev.jsonl"
+    rows = generated_sentences(400, 1)
+    dev.write_text("".join(json.dumps({"text": t, "label": y}) + "\n" for t, y in rows))
+    return checkpoint, dev
+
+
+def accuracy(args: argparse.Namespace, work: Path) -> None:
+    from bertlab.checkpoints.restore import load_module
+
+    checkpoint, dev = (
+        (Path(args.checkpoint), Path(args.dev)) if args.checkpoint else fine_tuned_checkpoint(work)
+    )
+    rows = [json.loads(line) for line in dev.read_text(encoding="utf-8").splitlines() if line]
+    records = [
+        InputRecord(i + 1, {k: v for k, v in row.items() if k != "label"})
+        for i, row in enumerate(rows)
+    ]
+    gold = [str(row["label"]) for row in rows]
+    module, tokenizer = load_module(checkpoint)
+    models = {"torch": torch_task_model(module)}
+    models["onnx fp32"], _ = load_onnx_task_model(checkpoint, threads=args.threads)
+    models["onnx int8"], _ = load_onnx_task_model(checkpoint, "int8", threads=args.threads)
+    labels = {
+        name: [str(r["label"]) for r in predict(model, tokenizer, records, str(dev))]
+        for name, model in models.items()
+    }
+    print(f"\nint8 accuracy change: {checkpoint} on {dev} ({len(gold)} examples)")
+    for name, predicted in labels.items():
+        correct = sum(p == g for p, g in zip(predicted, gold, strict=True)) / len(gold)
+        print(f"  {name:<10} accuracy {correct:.4f}")
+    agreement = sum(
+        a == b for a, b in zip(labels["onnx fp32"], labels["onnx int8"], strict=True)
+    ) / len(gold)
+    print(f"  int8 labels equal to fp32's on {agreement:.2%} of the examples")
+
+
+def main() -> None:
+    args = parse_args()
+    torch.set_num_threads(args.threads)
+    print(machine())
+    print(f"{load()}; every side runs {args.threads} intra-op threads")
+    limit = matmul_rate()
+    print_limit("cpu", "fp32", limit)
+    with tempfile.TemporaryDirectory() as directory:
+        work = Path(directory)
+        os.environ["BERTLAB_CACHE"] = str(work / "cache")  # exports stay out of the user's cache
+        throughput(args, limit, work)
+        if not args.skip_accuracy:
+            accuracy(args, work)
+
+
+if __name__ == "__main__":
+    main()
