@@ -19,6 +19,7 @@ from bertlab.errors import DataError
 from bertlab.tokenizer import special_ids, train_wordpiece
 
 from support.data import write_corpus
+from support.runs import shard_arrays
 
 
 @pytest.fixture(scope="module")
@@ -41,10 +42,6 @@ def prepared(corpus, tokenizer, cache_dir, **settings) -> PretrainingDataModule:
     datamodule.prepare_data()
     datamodule.setup()
     return datamodule
-
-
-def shard_arrays(datamodule) -> dict[str, np.ndarray]:
-    return {p.name: np.load(p) for p in sorted(datamodule.shard_dir.glob("*.npy"))}
 
 
 def test_parallel_workers_write_the_same_shards_as_one_process(corpus_and_tokenizer, tmp_path):

@@ -20,7 +20,7 @@ from bertlab.errors import ConfigError, DataError
 from bertlab.tokenizer import train_wordpiece
 
 from support.data import WORDS, write_corpus
-from support.runs import FAST_PRETRAINING
+from support.runs import FAST_PRETRAINING, shard_arrays
 
 
 def prose_documents(count: int = 120, seed: int = 0) -> list[str]:
@@ -102,10 +102,6 @@ def prepared(corpus: Path | str, tokenizer, cache_dir: Path, **settings) -> Pret
     datamodule.set_tokenizer(tokenizer)
     datamodule.prepare_data()
     return datamodule
-
-
-def shard_arrays(datamodule) -> dict[str, np.ndarray]:
-    return {p.name: np.load(p) for p in sorted(datamodule.shard_dir.glob("*.npy"))}
 
 
 def test_every_record_format_yields_the_same_documents_and_shards(documents, tokenizer, tmp_path):

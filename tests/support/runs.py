@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 from hydra import compose, initialize_config_dir, initialize_config_module
 from hydra.core.global_hydra import GlobalHydra
@@ -135,6 +136,11 @@ def user_error(cfg: DictConfig) -> str:
     message = str(error.value)
     assert "\n" not in message, message
     return message
+
+
+def shard_arrays(datamodule) -> dict[str, np.ndarray]:
+    """A prepared pretraining data module's shards, by file name."""
+    return {p.name: np.load(p) for p in sorted(datamodule.shard_dir.glob("*.npy"))}
 
 
 def squad_datamodule(
