@@ -1,4 +1,6 @@
-"""Shared fixtures: the real config tree through Hydra's compose(), shrunk for a 2-core CPU."""
+"""Fixtures shared by every folder: the real config tree through Hydra's compose(), shrunk for a
+2-core CPU, a corpus, and tiny checkpoints of every task family. Plain helpers live in
+tests/support/ (data writers, compose and run helpers, models)."""
 
 from __future__ import annotations
 
@@ -9,69 +11,20 @@ import os
 # spinning OpenMP threads slow every step down several times. Benchmarks keep all cores.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-import random  # noqa: E402
-from pathlib import Path
+from collections.abc import Callable  # noqa: E402
+from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
-from hydra import compose, initialize_config_module
-from hydra.core.global_hydra import GlobalHydra
-from omegaconf import DictConfig, open_dict  # noqa: E402
+from hydra import compose, initialize_config_module  # noqa: E402
+from hydra.core.global_hydra import GlobalHydra  # noqa: E402
+from omegaconf import DictConfig  # noqa: E402
+
+from support.data import write_corpus  # noqa: E402
+from support.models import save_task_checkpoints  # noqa: E402
+from support.runs import CONF_MODULE, compose_config  # noqa: E402
 
 torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
-
-CONF_MODULE = "bertlab.conf"
-CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
-
-WORDS = [
-    "river",
-    "stone",
-    "cloud",
-    "garden",
-    "window",
-    "music",
-    "paper",
-    "candle",
-    "forest",
-    "bridge",
-    "silver",
-    "quiet",
-    "morning",
-    "yellow",
-    "engine",
-    "planet",
-    "winter",
-    "summer",
-    "market",
-    "letter",
-    "mountain",
-    "ocean",
-    "valley",
-    "signal",
-    "harbor",
-    "lantern",
-    "meadow",
-    "thunder",
-    "pencil",
-    "orchard",
-    "castle",
-    "rocket",
-    "velvet",
-    "marble",
-    "copper",
-    "falcon",
-]
-
-
-def compose_config(overrides: list[str], run_dir: Path, cache_dir: Path) -> DictConfig:
-    """The composed `train` config with `overrides`, writing into run_dir and cache_dir."""
-    GlobalHydra.instance().clear()
-    with initialize_config_module(config_module=CONF_MODULE, version_base="1.3"):
-        cfg = compose("train", overrides=overrides)
-    with open_dict(cfg):
-        cfg.run_dir = str(run_dir)
-        cfg.cache_dir = str(cache_dir)
-    return cfg
 
 
 @pytest.fixture
@@ -84,18 +37,20 @@ def make_config(tmp_path):
     return make
 
 
-def write_corpus(path: Path, documents: int = 60, seed: int = 0) -> Path:
-    """A corpus in BERT's format: sentences with a per-document topic word, so NSP is learnable."""
-    rng = random.Random(seed)
-    lines = []
-    for _ in range(documents):
-        topic = rng.choice(WORDS)
-        for _ in range(rng.randint(3, 8)):
-            words = [topic] + rng.sample(WORDS, rng.randint(4, 10))
-            lines.append(" ".join(words).capitalize() + ".")
-        lines.append("")
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return path
+@pytest.fixture(scope="session")
+def composed_tasks() -> Callable[[str], DictConfig]:
+    """(task) -> a copy of `train` composed with task=TASK; each task is composed once per session
+    (Hydra's compose() is the slow part). Callers set run_dir and cache_dir themselves."""
+    configs: dict[str, DictConfig] = {}
+
+    def compose_task(task: str) -> DictConfig:
+        if task not in configs:
+            GlobalHydra.instance().clear()
+            with initialize_config_module(config_module=CONF_MODULE, version_base="1.3"):
+                configs[task] = compose("train", overrides=[f"task={task}"])
+        return configs[task].copy()
+
+    return compose_task
 
 
 @pytest.fixture
@@ -103,18 +58,7 @@ def corpus_file(tmp_path) -> Path:
     return write_corpus(tmp_path / "corpus.txt")
 
 
-# Overrides that make a pretraining run take seconds on a CPU.
-FAST_PRETRAINING = [
-    "trainer.max_steps=30",
-    "trainer.max_epochs=50",
-    "trainer.log_every_n_steps=5",
-    "trainer.enable_model_summary=false",
-    "task.batch_size=16",
-    "task.max_seq_length=64",
-    "task.dupe_factor=2",
-    "task.num_workers=0",
-    "task.val_fraction=0.2",
-    "tokenizer.vocab_size=200",
-    "tokenizer.min_frequency=1",
-    "~callbacks.progress_bar",
-]
+@pytest.fixture(scope="session")
+def checkpoints(tmp_path_factory) -> dict[str, Path]:
+    """Tiny random checkpoints of every task family, saved as training saves them."""
+    return save_task_checkpoints(tmp_path_factory.mktemp("checkpoints"))

@@ -20,49 +20,7 @@ from bertlab.glue import (
     write_glue_files,
 )
 
-# The leaderboard's BERT-large test row (shared/ANCHORS.md): its GLUE score is 80.5.
-BERT_LARGE = {
-    "glue/cola": {"val/matthews_corrcoef": 60.5},
-    "glue/sst2": {"val/accuracy": 94.9},
-    "glue/mrpc": {"val/f1": 89.3, "val/accuracy": 85.4},
-    "glue/stsb": {"val/pearson": 87.6, "val/spearman": 86.5},
-    "glue/qqp": {"val/f1": 72.1, "val/accuracy": 89.3},
-    "glue/mnli": {"val_matched/accuracy": 86.7, "val_mismatched/accuracy": 85.9},
-    "glue/qnli": {"val/accuracy": 92.7},
-    "glue/rte": {"val/accuracy": 70.1},
-    "glue/wnli": {"val/accuracy": 65.1},
-}
-
-
-def write_job(
-    directory: Path,
-    task: str,
-    metrics: dict[str, float],
-    init: str | None = "bert-large",
-    seed: int = 1,
-    overrides: tuple[str, ...] = (),
-    wall_seconds: float = 10.0,
-) -> Path:
-    """A finished job: results.json (metrics as logged, 0-1) and Hydra's .hydra/ files."""
-    (directory / ".hydra").mkdir(parents=True)
-    results = {
-        "task": task,
-        "metrics": {name: value / 100 for name, value in metrics.items()},
-        "steps": 3,
-        "wall_seconds": wall_seconds,
-    }
-    (directory / "results.json").write_text(json.dumps(results))
-    config = {"task": {"name": task}, "model": {"init": init}, "seed": seed}
-    (directory / ".hydra" / "config.yaml").write_text(yaml.safe_dump(config))
-    command_line = [f"task={task}", f"seed={seed}", f"model.init={init}", *overrides]
-    (directory / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(command_line))
-    return directory
-
-
-def write_suite(root: Path, rows: dict[str, dict[str, float]], **job) -> Path:
-    for number, (task, metrics) in enumerate(rows.items()):
-        write_job(root / str(number), task, metrics, **job)
-    return root
+from support.data import BERT_LARGE, write_glue_job, write_glue_suite
 
 
 def test_bert_large_leaderboard_row_gives_80_5() -> None:
@@ -74,7 +32,7 @@ def test_bert_large_leaderboard_row_gives_80_5() -> None:
 
 
 def test_glue_files_from_job_directories(tmp_path: Path) -> None:
-    write_suite(tmp_path / "sweep", BERT_LARGE)
+    write_glue_suite(tmp_path / "sweep", BERT_LARGE)
     files = write_glue_files([tmp_path / "sweep"])
     result = json.loads(files.json.read_text())
     row = result["checkpoints"]["bert-large"]
@@ -92,7 +50,7 @@ def test_glue_files_from_job_directories(tmp_path: Path) -> None:
 
 def test_seeds_give_mean_std_and_best(tmp_path: Path) -> None:
     for seed, accuracy in ((1, 60.0), (2, 70.0), (3, 80.0)):
-        write_job(tmp_path / f"rte{seed}", "glue/rte", {"val/accuracy": accuracy}, seed=seed)
+        write_glue_job(tmp_path / f"rte{seed}", "glue/rte", {"val/accuracy": accuracy}, seed=seed)
     [row] = glue_table(find_glue_jobs([tmp_path]))
     rte = row.as_json()["tasks"]["rte"]
     assert (rte["score"], rte["seeds"], rte["score_best"], rte["best_seed"]) == (70.0, 3, 80.0, 3)
@@ -111,11 +69,13 @@ def test_seeds_give_mean_std_and_best(tmp_path: Path) -> None:
 
 
 def test_one_row_per_checkpoint_and_other_overrides(tmp_path: Path) -> None:
-    write_suite(tmp_path / "a", BERT_LARGE, init="runs/a/last.ckpt")
-    write_suite(
+    write_glue_suite(tmp_path / "a", BERT_LARGE, init="runs/a/last.ckpt")
+    write_glue_suite(
         tmp_path / "b", BERT_LARGE, init="runs/b/last.ckpt", overrides=("optimizer.lr=1e-5",)
     )
-    write_job(tmp_path / "pretraining", "pretrain", {"val/mlm_accuracy": 40.0})  # not GLUE: ignored
+    write_glue_job(
+        tmp_path / "pretraining", "pretrain", {"val/mlm_accuracy": 40.0}
+    )  # not GLUE: ignored
     rows = glue_table(find_glue_jobs([tmp_path]))
     assert sorted(row.label for row in rows) == [
         "runs/a/last.ckpt",
@@ -134,7 +94,7 @@ def test_pretraining_steps_and_tokens_of_a_bertlab_checkpoint(tmp_path: Path) ->
         "trainer": {"accumulate_grad_batches": 2, "devices": 4, "num_nodes": 1},
     }
     (run / ".hydra" / "config.yaml").write_text(yaml.safe_dump(config))
-    write_suite(tmp_path / "sweep", BERT_LARGE, init=str(run / "checkpoints" / "last.ckpt"))
+    write_glue_suite(tmp_path / "sweep", BERT_LARGE, init=str(run / "checkpoints" / "last.ckpt"))
     [row] = glue_table(find_glue_jobs([tmp_path / "sweep"]))
     assert row.pretraining == {"steps": 1000, "tokens": 1000 * 32 * 128 * 2 * 4}
     assert row.as_json()["pretraining_tokens"] == 32_768_000
@@ -142,8 +102,8 @@ def test_pretraining_steps_and_tokens_of_a_bertlab_checkpoint(tmp_path: Path) ->
 
 def test_submission_holds_the_eleven_files_of_the_best_seeds(tmp_path: Path) -> None:
     sweep = tmp_path / "sweep"
-    write_suite(sweep, BERT_LARGE)
-    worse = write_job(sweep / "worse_rte", "glue/rte", {"val/accuracy": 50.0}, seed=2)
+    write_glue_suite(sweep, BERT_LARGE)
+    worse = write_glue_job(sweep / "worse_rte", "glue/rte", {"val/accuracy": 50.0}, seed=2)
     for job_dir in find_glue_jobs([sweep]):
         for stem in job_dir.task.submission:
             (job_dir.directory / f"{stem}.tsv").write_text(f"index\tprediction\n0\t{stem}\n")

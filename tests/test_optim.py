@@ -1,4 +1,9 @@
+"""Optimizers, parameter groups, schedules and time budgets."""
+
+from __future__ import annotations
+
 import pytest
+import pytorch_lightning as pl
 import torch
 
 from bertlab.optim import (
@@ -110,7 +115,6 @@ def test_a_time_budget_drives_the_schedule_by_the_share_spent():
 
 
 def test_budget_clock_reads_lightnings_timer_and_its_restored_offset():
-    import pytorch_lightning as pl
 
     trainer = pl.Trainer(max_time={"seconds": 100}, logger=False, enable_checkpointing=False)
     spent = budget_clock(trainer)
@@ -118,3 +122,14 @@ def test_budget_clock_reads_lightnings_timer_and_its_restored_offset():
     timer.load_state_dict({"time_elapsed": {"train": 40.0}})  # as resume restores it
     assert spent() == pytest.approx(0.4)
     assert budget_clock(pl.Trainer(logger=False, enable_checkpointing=False)) is None
+
+
+def test_fused_adamw_runs_on_cpu_and_is_dropped_where_torch_has_no_kernel():
+    settings = {"_target_": "torch.optim.AdamW", "lr": 1e-3, "fused": True}
+    model = torch.nn.Linear(4, 4)
+    optimizer = configure_optimizer(model, settings, total_steps=10)["optimizer"]
+    assert optimizer.defaults["fused"]  # torch >= 2.4 has a fused CPU kernel
+    model(torch.ones(2, 4)).sum().backward()
+    optimizer.step()
+    on_meta = torch.nn.Linear(4, 4, device="meta")
+    assert not configure_optimizer(on_meta, settings, total_steps=10)["optimizer"].defaults["fused"]

@@ -11,10 +11,12 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import FAST_PRETRAINING, write_corpus
 
 from bertlab.cli.report import main
 from bertlab.report import load_sweep
+
+from support.data import BERT_LARGE, write_corpus, write_glue_suite
+from support.runs import FAST_PRETRAINING
 
 # accuracy per seed 1, 2, 3 for each learning rate; 3e-5 wins
 ACCURACY = {"1e-05": [0.70, 0.72, 0.74], "3e-05": [0.80, 0.81, 0.85]}
@@ -311,9 +313,7 @@ def test_pretraining_jobs_plot_mlm_and_nsp_accuracy(tmp_path: Path) -> None:
 
 
 def test_glue_jobs_get_the_glue_table_and_files(tmp_path: Path) -> None:
-    from test_glue import BERT_LARGE, write_suite
-
-    sweep = write_suite(tmp_path / "suite", BERT_LARGE)
+    sweep = write_glue_suite(tmp_path / "suite", BERT_LARGE)
     assert main([str(sweep)]) == 0
     assert (
         round(

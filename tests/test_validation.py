@@ -7,9 +7,6 @@ from collections.abc import Callable
 
 import pytest
 import torch
-from conftest import CONF_DIR, CONF_MODULE, FAST_PRETRAINING, compose_config
-from hydra import compose, initialize_config_module
-from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf, open_dict
 
@@ -18,27 +15,24 @@ from bertlab.cli.train import train
 from bertlab.errors import ConfigError
 from bertlab.validation import validate_config
 
+from support.runs import CONF_DIR, FAST_PRETRAINING, compose_config
+
 SQUAD = ["task=squad/v1", "task.max_seq_length=256"]
 PARSER = OverridesParser.create()
 
 
 @pytest.fixture(scope="module")
-def composed(tmp_path_factory) -> Callable[[str], DictConfig]:
-    """The composed config of each task, once: Hydra's compose() is the slow part here."""
+def composed(composed_tasks, tmp_path_factory) -> Callable[[str], DictConfig]:
+    """The composed config of each task (composed once per session), run_dir an empty directory."""
     run_dir = tmp_path_factory.mktemp("run")
-    configs: dict[str, DictConfig] = {}
-    GlobalHydra.instance().clear()
-    with initialize_config_module(config_module=CONF_MODULE, version_base="1.3"):
 
-        def compose_task(task: str) -> DictConfig:
-            if task not in configs:
-                configs[task] = compose("train", overrides=[f"task={task}"])
-                with open_dict(configs[task]):
-                    configs[task].run_dir = str(run_dir)
-            return configs[task].copy()
+    def compose_task(task: str) -> DictConfig:
+        cfg = composed_tasks(task)
+        with open_dict(cfg):
+            cfg.run_dir = str(run_dir)
+        return cfg
 
-        yield compose_task
-    GlobalHydra.instance().clear()
+    return compose_task
 
 
 @pytest.fixture
@@ -176,3 +170,37 @@ def test_train_rejects_before_building_data(corpus_file, tmp_path):
     with pytest.raises(ValueError, match=re.escape("optimizer.warmup_ratio=2: must be")):
         train(cfg)
     assert not (tmp_path / "cache").exists()  # no tokenizer, no shards: nothing heavy ran
+
+
+# ---- Lightning's settings, checked with the rest of the config (issue 15) --------------------
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["trainer.precision=17"], "trainer.precision=17: allowed values are 32-true, bf16-mixed"),
+        (["trainer.devices=abc"], "trainer.devices='abc': must be an integer >= 1, -1"),
+        (["trainer.devices=0"], "trainer.devices=0: must be an integer >= 1, -1"),
+        (["trainer.accelerator=gpu"], "trainer.accelerator='gpu': this machine has no GPU"),
+        (["trainer=gpu"], "trainer.accelerator='gpu': this machine has no GPU"),
+        (["trainer.accelerator=abacus"], "trainer.accelerator='abacus': allowed values are auto"),
+        (["+trainer.strategy=ddq"], "trainer.strategy='ddq': allowed names are auto, ddp"),
+        (
+            ["trainer.precision=16-mixed"],
+            "trainer.precision='16-mixed': fp16 mixed precision needs a GPU",
+        ),
+        (["trainer.devices=-1"], "trainer.devices=-1: on a CPU, the number of processes"),
+    ],
+)
+def test_lightning_settings_are_refused_before_any_data_is_read(
+    tmp_path, monkeypatch, overrides, message
+):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # as on a CPU-only machine
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    missing = tmp_path / "no-such-corpus.txt"  # reading data first would fail on this instead
+    cfg = compose_config([f"task.corpus={missing}", *overrides], tmp_path / "run", tmp_path)
+    with pytest.raises(ConfigError) as refused:
+        train(cfg)
+    assert str(refused.value).startswith(message)
+    assert "\n" not in str(refused.value)
+    assert not (tmp_path / "run").exists()  # refused before the run dir was even claimed

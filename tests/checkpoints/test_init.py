@@ -9,9 +9,6 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 from safetensors.torch import save_file
-from test_hf import BERTLAB_MODEL, save_hf_model, save_module_checkpoint, tiny_tokenizer
-from test_hf_init import FAST_FINE_TUNE
-from test_readers import write_glue_task
 
 from bertlab import pipeline
 from bertlab.checkpoints.init import CHECKPOINT, HF_DIRECTORY, WEIGHTS, resolve
@@ -21,6 +18,10 @@ from bertlab.errors import CheckpointError, ConfigError, DataError
 from bertlab.model import BertConfig, BertForPreTraining, count_parameters
 from bertlab.tasks.pretrain import PretrainingModule
 from bertlab.validation import LARGE, estimated_parameters, validate_config
+
+from support.data import write_glue_task
+from support.models import BERTLAB_MODEL, save_hf_model, save_module_checkpoint, tiny_tokenizer
+from support.runs import FAST_FINE_TUNE
 
 pytest.importorskip("transformers")
 

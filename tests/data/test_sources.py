@@ -11,7 +11,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import FAST_PRETRAINING, WORDS
 
 from bertlab.cli.train import train
 from bertlab.data.pretraining import PretrainingDataModule
@@ -19,6 +18,9 @@ from bertlab.data.sentences import split_documents
 from bertlab.data.sources import HubDataset, RecordFiles, open_source
 from bertlab.errors import ConfigError, DataError
 from bertlab.tokenizer import train_wordpiece
+
+from support.data import WORDS, write_corpus
+from support.runs import FAST_PRETRAINING, shard_arrays
 
 
 def prose_documents(count: int = 120, seed: int = 0) -> list[str]:
@@ -100,10 +102,6 @@ def prepared(corpus: Path | str, tokenizer, cache_dir: Path, **settings) -> Pret
     datamodule.set_tokenizer(tokenizer)
     datamodule.prepare_data()
     return datamodule
-
-
-def shard_arrays(datamodule) -> dict[str, np.ndarray]:
-    return {p.name: np.load(p) for p in sorted(datamodule.shard_dir.glob("*.npy"))}
 
 
 def test_every_record_format_yields_the_same_documents_and_shards(documents, tokenizer, tmp_path):
@@ -200,8 +198,6 @@ def test_cache_key_follows_the_file_and_the_splitter(documents, tokenizer, tmp_p
 
 
 def test_text_corpora_keep_their_cache_key(tmp_path):
-    from conftest import write_corpus
-
     from bertlab.data.cache import file_digest, fingerprint
 
     corpus = write_corpus(tmp_path / "corpus.txt")

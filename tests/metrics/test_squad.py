@@ -5,11 +5,42 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from qa.squad_files import QUESTION, oracle_logits, squad_datamodule, squad_tokenizer
 
 from bertlab.metrics import SquadMetric
 from bertlab.qa.read import SquadExample, SquadSplit
 from bertlab.qa.windows import SquadEvalSet, WindowSettings, build_features
+
+from support.data import QUESTION
+from support.models import squad_tokenizer
+from support.runs import squad_datamodule
+
+
+def oracle_logits(eval_set, rows, width):
+    """Logits that point at each window's gold answer (or [CLS] when it has none)."""
+    start = torch.full((len(rows), width), -5.0)
+    end = torch.full((len(rows), width), -5.0)
+    for position, row in enumerate(rows):
+        example = eval_set.split.examples[eval_set.example_index[row]]
+        offsets = eval_set.offsets[row]
+        token_start, token_end = 0, 0
+        if example.answer_texts:
+            answer_start = example.answer_starts[0]
+            answer_end = answer_start + len(example.answer_texts[0])
+            inside = np.nonzero(
+                (offsets[:, 0] >= answer_start)
+                & (offsets[:, 1] <= answer_end)
+                & (offsets[:, 0] >= 0)
+            )[0]
+            whole = (
+                len(inside)
+                and offsets[inside[0], 0] == answer_start
+                and offsets[inside[-1], 1] == answer_end
+            )
+            if whole:
+                token_start, token_end = inside[0], inside[-1]
+        start[position, token_start] = 5.0
+        end[position, token_end] = 5.0
+    return start, end
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,9 @@ import torch
 
 from bertlab.errors import DataError
 
-from .squad_files import generated_squad, squad_datamodule, squad_tokenizer, write_squad
+from support.data import generated_squad, write_squad
+from support.models import squad_tokenizer
+from support.runs import squad_datamodule
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,8 @@ from bertlab.qa.windows import (
     window_starts,
 )
 
-from .squad_files import QUESTION, WORDS, one_paragraph, qa, squad_tokenizer, write_squad
+from support.data import QUESTION, SQUAD_WORDS, one_paragraph, qa, write_squad
+from support.models import squad_tokenizer
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +52,7 @@ def _labelled_text(split, arrays, row: int) -> str:
 
 
 def test_long_context_windows_round_trip_the_answer(tokenizer, tmp_path):
-    words = [WORDS[i % len(WORDS)] for i in range(60)]
+    words = [SQUAD_WORDS[i % len(SQUAD_WORDS)] for i in range(60)]
     words[29:29] = ["code:", "naïve", "café"]  # crosses the boundary of some windows
     context = " ".join(words)
     split, arrays = _features(
@@ -104,7 +105,7 @@ def test_accents_and_punctuation_round_trip_through_offsets(tokenizer, tmp_path)
 
 def test_question_longer_than_max_query_length_is_cut(tokenizer, tmp_path):
     context = "apple river code: stone"
-    question = " ".join(WORDS)  # 20 tokens
+    question = " ".join(SQUAD_WORDS)  # 20 tokens
     _, arrays = _features(
         tokenizer,
         one_paragraph(context, [qa("a", question, context, "stone")]),

@@ -1,0 +1,179 @@
+"""Sharded pretraining instances: parallel preparation, caching, masked batches, damaged caches."""
+
+from __future__ import annotations
+
+import logging
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from bertlab.data.cache import FILE_SIZES
+from bertlab.data.pretraining import PretrainingDataModule
+from bertlab.errors import DataError
+from bertlab.tokenizer import special_ids, train_wordpiece
+
+from support.data import write_corpus
+from support.runs import shard_arrays
+
+
+@pytest.fixture(scope="module")
+def corpus_and_tokenizer(tmp_path_factory):
+    corpus = write_corpus(tmp_path_factory.mktemp("corpus") / "corpus.txt", documents=120)
+    tokenizer = train_wordpiece(corpus.read_text().splitlines(), vocab_size=200, min_frequency=1)
+    return corpus, tokenizer
+
+
+def prepared(corpus, tokenizer, cache_dir, **settings) -> PretrainingDataModule:
+    datamodule = PretrainingDataModule(
+        corpus=str(corpus),
+        max_seq_length=64,
+        dupe_factor=2,
+        num_workers=0,
+        cache_dir=str(cache_dir),
+        **settings,
+    )
+    datamodule.set_tokenizer(tokenizer)
+    datamodule.prepare_data()
+    datamodule.setup()
+    return datamodule
+
+
+def test_parallel_workers_write_the_same_shards_as_one_process(corpus_and_tokenizer, tmp_path):
+    corpus, tokenizer = corpus_and_tokenizer
+    serial = prepared(corpus, tokenizer, tmp_path / "serial", chunk_chars=3000, prepare_workers=1)
+    parallel = prepared(
+        corpus, tokenizer, tmp_path / "parallel", chunk_chars=3000, prepare_workers=2
+    )
+    serial_arrays, parallel_arrays = shard_arrays(serial), shard_arrays(parallel)
+    assert len(serial_arrays) >= 8  # several chunks, each a train and a val shard
+    assert serial_arrays.keys() == parallel_arrays.keys()
+    for name, array in serial_arrays.items():
+        np.testing.assert_array_equal(array, parallel_arrays[name], err_msg=name)
+    assert serial.info() == parallel.info()
+
+
+def test_same_settings_reuse_the_cache_and_new_ones_rebuild(corpus_and_tokenizer, tmp_path):
+    corpus, tokenizer = corpus_and_tokenizer
+    first = prepared(corpus, tokenizer, tmp_path).shard_dir
+    assert prepared(corpus, tokenizer, tmp_path).shard_dir == first
+    assert prepared(corpus, tokenizer, tmp_path, short_seq_prob=0.5).shard_dir != first
+    assert len(list((tmp_path / "pretraining").glob("*/complete.json"))) == 2
+
+
+def test_batches_are_masked_bert_pairs_padded_per_batch(corpus_and_tokenizer, tmp_path):
+    corpus, tokenizer = corpus_and_tokenizer
+    datamodule = prepared(corpus, tokenizer, tmp_path)
+    ids = special_ids(tokenizer)
+    batch = next(iter(datamodule.train_dataloader()))
+    lengths = batch["attention_mask"].sum(1)
+    assert (
+        batch["input_ids"].shape[1] % 8 == 0
+        and batch["input_ids"].shape[1] - int(lengths.max()) < 8
+    )
+    assert (batch["input_ids"][:, 0] == ids.cls).all()
+    for row in range(len(lengths)):
+        n = int(lengths[row])
+        assert (batch["input_ids"][row, n:] == ids.pad).all()
+        assert int((batch["input_ids"][row, :n] == ids.sep).sum()) >= 2 - int(
+            (batch["masked_labels"][row] == ids.sep).sum()
+        )
+        positions = batch["masked_positions"][row][batch["masked_positions"][row] >= 0]
+        assert 1 <= len(positions) <= 20 and int(positions.max()) < n
+    assert set(batch["next_sentence_labels"].tolist()) <= {0, 1}
+
+
+def test_static_masks_repeat_and_dynamic_masks_change_between_epochs(
+    corpus_and_tokenizer, tmp_path
+):
+    corpus, tokenizer = corpus_and_tokenizer
+    static = prepared(corpus, tokenizer, tmp_path).train_set
+    dynamic = prepared(corpus, tokenizer, tmp_path, masking="dynamic").train_set
+    assert np.array_equal(static[(0, 3)]["masked_positions"], static[(1, 3)]["masked_positions"])
+    changed = sum(
+        not np.array_equal(dynamic[(0, i)]["masked_positions"], dynamic[(1, i)]["masked_positions"])
+        for i in range(20)
+    )
+    assert changed >= 15
+    assert torch.equal(
+        torch.as_tensor(dynamic[(1, 3)]["input_ids"]), torch.as_tensor(dynamic[(1, 3)]["input_ids"])
+    )
+
+
+# ---- caches that check themselves, builds that clean up (issue 15) -----------------------------
+
+
+def test_a_truncated_shard_is_rebuilt_with_a_warning(corpus_and_tokenizer, tmp_path, caplog):
+    corpus, tokenizer = corpus_and_tokenizer
+    original = shard_arrays(prepared(corpus, tokenizer, tmp_path))
+    shard = sorted((tmp_path / "pretraining").glob("*/train-*.tokens.npy"))[0]
+    with open(shard, "r+b") as handle:  # a disk that filled up, a copy that stopped
+        handle.truncate(shard.stat().st_size // 2)
+    with caplog.at_level(logging.WARNING):
+        rebuilt = prepared(corpus, tokenizer, tmp_path)
+    assert re.search(
+        rf"cache entry .* is damaged \({shard.name}: .* bytes, written as", caplog.text
+    )
+    assert shard_arrays(rebuilt).keys() == original.keys()
+    for name, array in original.items():
+        np.testing.assert_array_equal(array, shard_arrays(rebuilt)[name], err_msg=name)
+    next(iter(rebuilt.train_dataloader()))
+
+
+def test_a_damaged_entry_without_recorded_sizes_is_named_with_how_to_clear_it(
+    corpus_and_tokenizer, tmp_path
+):
+    corpus, tokenizer = corpus_and_tokenizer
+    entry = prepared(corpus, tokenizer, tmp_path).shard_dir
+    (entry / FILE_SIZES).unlink()  # as an entry written before sizes were recorded
+    index = sorted(entry.glob("train-*.index.npy"))[0]
+    with open(index, "r+b") as handle:
+        handle.truncate(index.stat().st_size - 40)
+    with pytest.raises(DataError, match=rf"{re.escape(str(index))}: damaged cache file .*delete"):
+        prepared(corpus, tokenizer, tmp_path)
+
+
+WORKER_PARENT = """
+import sys, time
+from concurrent.futures import ProcessPoolExecutor
+import multiprocessing, os
+from bertlab.data.pretraining import end_with_parent
+spawn = multiprocessing.get_context("spawn")
+with ProcessPoolExecutor(2, mp_context=spawn, initializer=end_with_parent, initargs=(os.getpid(),)) as pool:
+    workers = {pool.submit(os.getpid).result() for _ in range(4)}
+    pool.submit(time.sleep, 600)
+    print(*workers, flush=True)
+    time.sleep(600)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_preparation_workers_end_with_their_parent(tmp_path):
+    parent = subprocess.Popen(
+        [sys.executable, "-c", WORKER_PARENT], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        workers = [int(pid) for pid in parent.stdout.readline().split()]
+        assert workers and all(_running(pid) for pid in workers)
+        parent.kill()  # as `kill -9` of bertlab-prepare
+        parent.wait()
+        deadline = time.monotonic() + 10
+        while any(_running(pid) for pid in workers) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not any(_running(pid) for pid in workers)
+    finally:
+        parent.kill()
+
+
+def _running(pid: int) -> bool:
+    """Alive and not a zombie waiting for its new parent to reap it."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"
