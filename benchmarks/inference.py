@@ -182,7 +182,10 @@ def throughput(args: argparse.Namespace, limit: float, work: Path) -> None:
     flops = float(classification_flops(settings, args.sequence, 2)) / 3  # forward only
     for batch_size in args.batch_sizes:
         inputs = batches(batch_size, args.sequence, max(1, args.samples // batch_size))
-        title = f"bertlab-predict path, model={args.model}, batch {batch_size}, sequence {args.sequence}"
+        title = (
+            f"bertlab-predict path, model={args.model}, batch {batch_size}, "
+            f"sequence {args.sequence}"
+        )
         print(f"\nmeasuring: {title}", flush=True)
         rates = interleaved_rates(
             prediction_sides(module, hf_model, runtimes, inputs), args.repetitions
@@ -190,7 +193,10 @@ def throughput(args: argparse.Namespace, limit: float, work: Path) -> None:
         report(title, rates, "bertlab torch", "onnx fp32 (fused)", flops, limit)
         for name in ("onnx fp32 (plain graph)", "onnx int8", "transformers (SDPA)"):
             print(f"  ratio {name} / bertlab torch: {rates[name] / rates['bertlab torch']:.2f}x")
-        title = f"bertlab-embed encoder, model={args.model}, batch {batch_size}, sequence {args.sequence}"
+        title = (
+            f"bertlab-embed encoder, model={args.model}, batch {batch_size}, "
+            f"sequence {args.sequence}"
+        )
         print(f"\nmeasuring: {title}", flush=True)
         rates = interleaved_rates(embedding_sides(module, hf_model, inputs), args.repetitions)
         report(title, rates, "transformers BertModel", "bertlab encoder", flops, limit)

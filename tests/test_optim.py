@@ -64,7 +64,8 @@ def test_unknown_schedule_names_allowed_values():
 
 
 def test_bertadam_has_no_bias_correction():
-    # Adam's first step is lr * sign(grad); without bias correction it is lr * (1-b1)/sqrt(1-b2) * sign.
+    # Adam's first step is lr * sign(grad); without bias correction it is lr *
+    # (1-b1)/sqrt(1-b2) * sign.
     weight = torch.nn.Parameter(torch.zeros(2))
     optimizer = BertAdam([weight], lr=0.1, betas=(0.9, 0.999), eps=0.0)
     weight.grad = torch.tensor([1.0, -2.0])

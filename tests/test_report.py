@@ -60,7 +60,9 @@ def write_logger_metrics(path: Path, final_accuracy: float) -> None:
 
 @pytest.fixture
 def sweep_dir(tmp_path: Path) -> Path:
-    """2 learning rates x 3 seeds, as `bertlab-train -m task=glue/mrpc optimizer.lr=1e-5,3e-5 seed=1,2,3`."""
+    """2 learning rates x 3 seeds, as `bertlab-train -m task=glue/mrpc optimizer.lr=1e-5,3e-5
+    seed=1,2,3`.
+    """
     sweep = tmp_path / "multirun" / "2024-05-01" / "12-00-00"
     job = 0
     for lr, accuracies in ACCURACY.items():

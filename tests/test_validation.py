@@ -1,4 +1,6 @@
-"""Config validation (issue 8): each bad value fails before heavy work, naming key, value and what is allowed."""
+"""Config validation (issue 8): each bad value fails before heavy work, naming key, value and
+what is allowed.
+"""
 
 from __future__ import annotations
 

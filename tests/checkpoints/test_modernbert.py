@@ -1,4 +1,6 @@
-"""ModernBERT: parity with transformers on random weights, both directions, and what cannot export."""
+"""ModernBERT: parity with transformers on random weights, both directions, and what cannot
+export.
+"""
 
 from __future__ import annotations
 

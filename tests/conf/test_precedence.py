@@ -36,7 +36,9 @@ def written(path) -> dict:
 
 
 def preset(group: str, option: str) -> dict:
-    """A group option's values, its own `defaults` (e.g. trainer=gpu builds on cpu) applied first."""
+    """A group option's values, its own `defaults` (e.g. trainer=gpu builds on cpu) applied
+    first.
+    """
     path = CONF_DIR / group / f"{option}.yaml"
     base = {}
     for entry in (yaml.safe_load(path.read_text()) or {}).get("defaults", []):

@@ -1,4 +1,6 @@
-"""Recipes (conf/experiment) and task files compose to the reference settings (shared/ANCHORS.md)."""
+"""Recipes (conf/experiment) and task files compose to the reference settings
+(shared/ANCHORS.md).
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""BERT-format pretraining text: documents, bad bytes and lines named, and the text reader's bad data
+"""BERT-format pretraining text: documents, bad bytes and lines named, and the text reader's bad
+data
 through the data steps of bertlab-train.
 """
 

@@ -18,7 +18,9 @@ MASK_ID = 4
 
 
 def documents(count: int = 40, seed: int = 0) -> list[list[list[int]]]:
-    """Document d uses only token ids in [1000 d, 1000 d + 999], sentence s of it starts at 1000 d + 50 s."""
+    """Document d uses only token ids in [1000 d, 1000 d + 999], sentence s of it starts at 1000
+    d + 50 s.
+    """
     rng = random.Random(seed)
     docs = []
     for d in range(count):

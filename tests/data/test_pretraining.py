@@ -144,7 +144,8 @@ from concurrent.futures import ProcessPoolExecutor
 import multiprocessing, os
 from bertlab.data.pretraining import end_with_parent
 spawn = multiprocessing.get_context("spawn")
-with ProcessPoolExecutor(2, mp_context=spawn, initializer=end_with_parent, initargs=(os.getpid(),)) as pool:
+parent = (os.getpid(),)
+with ProcessPoolExecutor(2, mp_context=spawn, initializer=end_with_parent, initargs=parent) as pool:
     workers = {pool.submit(os.getpid).result() for _ in range(4)}
     pool.submit(time.sleep, 600)
     print(*workers, flush=True)

@@ -134,7 +134,8 @@ def test_pretrain_then_fine_tune_from_the_checkpoint(
     fine_tuned = torch.load(results["last_checkpoint"], map_location="cpu", weights_only=True)[
         "state_dict"
     ]
-    name = "model.bert.embeddings.position_embeddings.weight"  # starts from, then moves away from, pretraining
+    # starts from, then moves away from, pretraining
+    name = "model.bert.embeddings.position_embeddings.weight"
     assert fine_tuned[name].shape == pretrained[name].shape
     assert torch.allclose(fine_tuned[name], pretrained[name], atol=0.05)
 

@@ -1,4 +1,6 @@
-"""`bertlab-train -m experiment=glue_suite`: nine tasks in one multirun, the GLUE files at its end."""
+"""`bertlab-train -m experiment=glue_suite`: nine tasks in one multirun, the GLUE files at its
+end.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,6 @@
-"""Pretraining objectives, budgets and the recipes of conf/experiment (docs/recipes.md), end to end."""
+"""Pretraining objectives, budgets and the recipes of conf/experiment (docs/recipes.md), end to
+end.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Reliability: exact resume after a crash, graceful stop, NaN guard, a reused run dir, planted links.
+"""Reliability: exact resume after a crash, graceful stop, NaN guard, a reused run dir, planted
+links.
 
 Runs are in-process (`train(cfg)`) so the default suite pays the torch import once; the
 `slow` tests do the same through the command line with real signals from outside. The

@@ -20,7 +20,9 @@ from support.runs import compose_train_config
 
 
 def _train(tmp_path: Path, version_2: bool, extra: list[str], sizes=(800, 100)) -> dict:
-    """`bertlab-train task=squad/v1|v2` in-process on a generated set; returns results.json metrics."""
+    """`bertlab-train task=squad/v1|v2` in-process on a generated set; returns results.json
+    metrics.
+    """
     suffix = "v2.0" if version_2 else "v1.1"
     unanswerable = 0.4 if version_2 else 0.0
     data_dir = tmp_path / "data"
@@ -54,9 +56,10 @@ def pretrained_tiny(tmp_path_factory) -> Path:
     corpus = work_dir / "corpus.txt"
     corpus.write_text("\n".join(lines) + "\n", encoding="utf-8")
     overrides = [
-        f"task.corpus={corpus}", "trainer.max_steps=60", "task.batch_size=16", "task.max_seq_length=64",
-        "task.dupe_factor=2", "task.num_workers=0", "task.val_fraction=0.2", "tokenizer.vocab_size=300",
-        "tokenizer.min_frequency=1", "~callbacks.progress_bar", "trainer.enable_model_summary=false",
+        f"task.corpus={corpus}", "trainer.max_steps=60", "task.batch_size=16",
+        "task.max_seq_length=64", "task.dupe_factor=2", "task.num_workers=0",
+        "task.val_fraction=0.2", "tokenizer.vocab_size=300", "tokenizer.min_frequency=1",
+        "~callbacks.progress_bar", "trainer.enable_model_summary=false",
     ]  # fmt: skip
     train(compose_train_config(overrides, work_dir))
     return work_dir / "run" / "checkpoints" / "last.ckpt"
@@ -117,8 +120,9 @@ def test_ddp_on_two_ranks_scores_each_question_once(tmp_path):
     dev = write_squad(tmp_path / "data", "dev-v1.1.json", generated_squad(31, 1))  # uneven ranks
     run_dir = tmp_path / "run"
     command = [
-        sys.executable, "-m", "bertlab.cli.train", "task=squad/v1", f"task.data_dir={tmp_path / 'data'}",
-        "task.max_seq_length=48", "task.doc_stride=16", "task.max_query_length=8", "task.eval_batch_size=4",
+        sys.executable, "-m", "bertlab.cli.train", "task=squad/v1",
+        f"task.data_dir={tmp_path / 'data'}", "task.max_seq_length=48", "task.doc_stride=16",
+        "task.max_query_length=8", "task.eval_batch_size=4",
         "tokenizer.vocab_size=200", "optimizer.lr=1e-3", "trainer=ddp", "trainer.accelerator=cpu",
         "trainer.devices=2", "trainer.precision=32-true", "trainer.max_steps=2",
         "~callbacks.progress_bar", f"hydra.run.dir={run_dir}",

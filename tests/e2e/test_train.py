@@ -55,7 +55,8 @@ def test_checkpoint_reloads_in_a_plain_python_session(finished_run):
         import torch
         from tokenizers import Tokenizer
         from bertlab.tasks.pretrain import PretrainingModule
-        module = PretrainingModule.load_from_checkpoint({str(run_dir / "checkpoints" / "last.ckpt")!r})
+        last = {str(run_dir / "checkpoints" / "last.ckpt")!r}
+        module = PretrainingModule.load_from_checkpoint(last)
         tokenizer = Tokenizer.from_str(module.tokenizer_json)
         encoding = tokenizer.encode("river stone cloud", "garden window")
         ids = torch.tensor([encoding.ids]); types = torch.tensor([encoding.type_ids])

@@ -18,7 +18,6 @@ import numpy as np
 import pytest
 import pytorch_lightning as pl
 import torch
-from conftest import WORDS, compose_config
 
 from bertlab.checkpoints.export import export
 from bertlab.cli import predict
@@ -28,6 +27,9 @@ from bertlab.inference import onnx_runtime
 from bertlab.tasks.classify import ClassificationModule
 from bertlab.tasks.qa import QuestionAnsweringModule
 from bertlab.tokenizer import train_wordpiece
+
+from support.data import WORDS
+from support.runs import compose_config
 
 pytest.importorskip("onnxruntime")
 

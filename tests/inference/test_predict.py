@@ -1,4 +1,6 @@
-"""bertlab-predict and bertlab-embed: JSON Lines and text in, JSON Lines (or .npy) out, errors named."""
+"""bertlab-predict and bertlab-embed: JSON Lines and text in, JSON Lines (or .npy) out, errors
+named.
+"""
 
 from __future__ import annotations
 

@@ -28,7 +28,11 @@ def train(cfg) -> float:
     with ddp_relaunch_of_this_job():
         os.environ["LOCAL_RANK"] = "0"  # as Lightning's launcher leaves it
         command, _ = _hydra_subprocess_cmd(local_rank=1)
-    record = {{"command": command[2:], "argv_after": sys.argv[1:], "local_rank_after": os.environ.get("LOCAL_RANK")}}
+    record = {{
+        "command": command[2:],
+        "argv_after": sys.argv[1:],
+        "local_rank_after": os.environ.get("LOCAL_RANK"),
+    }}
     (open(os.path.join(output_dir, "rank1_command.json"), "w")).write(json.dumps(record))
     return 0.0
 
@@ -49,11 +53,14 @@ from bertlab.runtime.ddp import ddp_relaunch_of_this_job
 def train(cfg) -> float:
     output_dir = HydraConfig.get().runtime.output_dir
     with ddp_relaunch_of_this_job():
-        trainer = pl.Trainer(accelerator="cpu", devices=2, strategy="ddp", max_steps=2, logger=False,
-                             enable_checkpointing=False, enable_progress_bar=False, default_root_dir=output_dir)
+        trainer = pl.Trainer(
+            accelerator="cpu", devices=2, strategy="ddp", max_steps=2, logger=False,
+            enable_checkpointing=False, enable_progress_bar=False, default_root_dir=output_dir,
+        )
         trainer.fit(BoringModel())
     record = {{"world_size": trainer.world_size, "lr": cfg.optimizer.lr}}
-    open(os.path.join(output_dir, f"rank{{trainer.global_rank}}.json"), "w").write(json.dumps(record))
+    path = os.path.join(output_dir, f"rank{{trainer.global_rank}}.json")
+    open(path, "w").write(json.dumps(record))
     return 0.0
 
 if __name__ == "__main__":

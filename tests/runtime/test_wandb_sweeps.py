@@ -75,7 +75,8 @@ def test_value_with_spaces_is_rejected_naming_file_and_key() -> None:
 
     message = str(error.value)
     assert message.startswith(
-        "conf/wandb_sweeps/x.yaml: parameters.task.text_column: value 'first sentence' contains whitespace"
+        "conf/wandb_sweeps/x.yaml: parameters.task.text_column: "
+        "value 'first sentence' contains whitespace"
     )
     assert "Use a value without spaces" in message
     assert "'sentence'" not in message  # only the bad value is named

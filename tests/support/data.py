@@ -328,7 +328,9 @@ XNLI_HEADER += ["label1", "label2", "label3", "label4", "label5"]
 
 
 def write_xnli(directory: Path, language: str = "de", train: int = 45, dev: int = 12) -> Path:
-    """XNLI-1.0/xnli.{dev,test}.tsv (all languages) and XNLI-MT-1.0/multinli/multinli.train.<lang>.tsv."""
+    """XNLI-1.0/xnli.{dev,test}.tsv (all languages) and
+    XNLI-MT-1.0/multinli/multinli.train.<lang>.tsv.
+    """
     labels = ["contradiction", "entailment", "neutral"]
     mt_rows = []
     for row in range(train):
@@ -391,7 +393,9 @@ def write_custom(directory: Path, file_format: str, name: str, rows: list[tuple[
 
 
 def write_glue_download(root: Path, diagnostic: bool = True) -> Path:
-    """The GLUE download's layout (CoLA/, SST-2/, ..., diagnostic/), tiny files in the real formats."""
+    """The GLUE download's layout (CoLA/, SST-2/, ..., diagnostic/), tiny files in the real
+    formats.
+    """
     for key, task in GLUE_TASKS.items():
         name = key.split("/")[1]
         write_glue_task(root / task.directory, name, train=16, dev=6, test=4)

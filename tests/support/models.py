@@ -161,7 +161,9 @@ def padded_batch(lengths=(21, 14, 6), width: int = 21, seed: int = 0) -> dict[st
 
 
 def save_task_checkpoints(directory: Path) -> dict[str, Path]:
-    """Tiny random checkpoints of every task family (perturbed, seeded), saved as training saves them."""
+    """Tiny random checkpoints of every task family (perturbed, seeded), saved as training saves
+    them.
+    """
     tokenizer = tiny_tokenizer()
     paths = {}
     for seed, kind in enumerate(("classification", "regression", "qa", "pretraining")):

@@ -1,4 +1,6 @@
-"""The real config tree through Hydra's compose(), and the steps of bertlab-train, shrunk for a CPU."""
+"""The real config tree through Hydra's compose(), and the steps of bertlab-train, shrunk for a
+CPU.
+"""
 
 from __future__ import annotations
 
