@@ -91,8 +91,10 @@ def load_onnx_task_model(
         model_file = fused_graph(model_file, onnx_source.config)
     session = new_session(model_file, threads)
     kind = output_kind(session, model_file)
-    task = onnx_source.task or _directory_task(kind, onnx_source)
-    return dataclasses.replace(task, forward=session_forward(session, kind)), tokenizer
+    forward = session_forward(session, kind)
+    if onnx_source.task is not None:
+        return dataclasses.replace(onnx_source.task, forward=forward), tokenizer
+    return _directory_task(kind, onnx_source, forward), tokenizer
 
 
 # ---- sources: an exported directory or a checkpoint exported into the cache ----------------
@@ -124,7 +126,9 @@ def _from_checkpoint(checkpoint: Path) -> tuple[OnnxSource, Tokenizer]:
     return OnnxSource(model_file, task, config, {}), tokenizer
 
 
-def _directory_task(kind: str, source: OnnxSource) -> TaskModel:
+def _directory_task(
+    kind: str, source: OnnxSource, forward: Callable[[Batch], Outputs]
+) -> TaskModel:
     """Decoding settings from config.json, as `bertlab-predict` reads a Hugging Face directory."""
     positions = source.config.get("max_position_embeddings", QA_DEFAULT_MAX_LENGTH)
     if kind == QUESTION_ANSWERING:
@@ -134,11 +138,7 @@ def _directory_task(kind: str, source: OnnxSource) -> TaskModel:
         names = [id2label.get(str(i)) for i in range(len(id2label))]  # JSON keys are strings
         usable = kind == CLASSIFICATION and names and None not in names
         settings = {"label_names": names if usable else None}
-    return TaskModel(kind, settings, positions, forward=_unset_forward)
-
-
-def _unset_forward(batch: Batch) -> Outputs:
-    raise AssertionError("replaced by the session's forward")
+    return TaskModel(kind, settings, positions, forward)
 
 
 # ---- the cache --------------------------------------------------------------------------------
