@@ -5,8 +5,8 @@ tokenizer) or a bertlab `.ckpt`, exported once into the cache
 (`$BERTLAB_CACHE/onnx`, default `~/.cache/bertlab/onnx`). Before the session starts, ONNX
 Runtime's transformer optimizer (`onnxruntime.transformers.optimizer.optimize_model`,
 `model_type="bert"`) fuses what it recognises (LayerNorm with its residual, GELU with its
-bias, attention); its graph is cached next to the exports, and when it fails the exported
-graph runs as it is, with a logged note. The session runs the CPU execution provider with
+bias, attention); its graph, cached next to the exports, runs when it fused attention, and
+otherwise (or when the optimizer fails) the exported graph runs as it is, with a logged note. The session runs the CPU execution provider with
 every graph optimization (`ORT_ENABLE_ALL`) and one intra-op thread per available core.
 """
 
@@ -50,6 +50,7 @@ log = logging.getLogger("bertlab")
 
 MODEL_FILE = "model.onnx"
 FUSION_FILE = "fusion.json"  # in a fused-graph cache entry: what the optimizer fused, or why not
+ATTENTION_OPERATORS = {"Attention", "MultiHeadAttention"}
 OUTPUT_KINDS = {
     ("logits",): CLASSIFICATION,
     ("score",): REGRESSION,
@@ -90,8 +91,10 @@ def load_onnx_task_model(
         model_file = fused_graph(model_file, onnx_source.config)
     session = new_session(model_file, threads)
     kind = output_kind(session, model_file)
-    task = onnx_source.task or _directory_task(kind, onnx_source)
-    return dataclasses.replace(task, forward=session_forward(session, kind)), tokenizer
+    forward = session_forward(session, kind)
+    if onnx_source.task is not None:
+        return dataclasses.replace(onnx_source.task, forward=forward), tokenizer
+    return _directory_task(kind, onnx_source, forward), tokenizer
 
 
 # ---- sources: an exported directory or a checkpoint exported into the cache ----------------
@@ -123,7 +126,9 @@ def _from_checkpoint(checkpoint: Path) -> tuple[OnnxSource, Tokenizer]:
     return OnnxSource(model_file, task, config, {}), tokenizer
 
 
-def _directory_task(kind: str, source: OnnxSource) -> TaskModel:
+def _directory_task(
+    kind: str, source: OnnxSource, forward: Callable[[Batch], Outputs]
+) -> TaskModel:
     """Decoding settings from config.json, as `bertlab-predict` reads a Hugging Face directory."""
     positions = source.config.get("max_position_embeddings", QA_DEFAULT_MAX_LENGTH)
     if kind == QUESTION_ANSWERING:
@@ -133,11 +138,7 @@ def _directory_task(kind: str, source: OnnxSource) -> TaskModel:
         names = [id2label.get(str(i)) for i in range(len(id2label))]  # JSON keys are strings
         usable = kind == CLASSIFICATION and names and None not in names
         settings = {"label_names": names if usable else None}
-    return TaskModel(kind, settings, positions, forward=_unset_forward)
-
-
-def _unset_forward(batch: Batch) -> Outputs:
-    raise AssertionError("replaced by the session's forward")
+    return TaskModel(kind, settings, positions, forward)
 
 
 # ---- the cache --------------------------------------------------------------------------------
@@ -194,23 +195,43 @@ def is_quantized(model_file: Path) -> bool:
 
 
 def fused_graph(model_file: Path, config: dict) -> Path:
-    """The transformer optimizer's graph of `model_file` (cached), or `model_file` itself with a
-    logged note when the optimizer fails or fuses nothing."""
-    entry = cache_entry(model_file, "fused")
-    if not (entry / FUSION_FILE).is_file():
-        _build_entry(entry, lambda directory: _fuse(model_file, config, directory))
-    report = json.loads((entry / FUSION_FILE).read_text())
+    """The transformer optimizer's graph of `model_file` when it fused attention, else
+    `model_file` itself with a logged note.
+
+    Attention fusion is what the optimizer's BERT speed comes from. Without it (bertlab's
+    export: see docs/interop.md) the optimizer's residual + LayerNorm and bias + GELU fusions
+    measured slower than the exported graph under ONNX Runtime's own optimizations
+    (docs/benchmarks.md), so the exported graph runs.
+    """
+    fused_file, report = optimizer_graph(model_file, config)
     if "failed" in report:
         log.warning(
-            "ONNX Runtime's transformer optimizer could not fuse %s (%s); running the exported "
+            "ONNX Runtime's transformer optimizer failed on %s (%s); running the exported "
             "graph, with ONNX Runtime's own graph optimizations",
             model_file,
             report["failed"],
         )
         return model_file
     fused = ", ".join(f"{name} {count}" for name, count in report["fused"].items())
-    log.info("ONNX Runtime transformer optimizer fused %s", fused)
-    return entry / MODEL_FILE
+    if not ATTENTION_OPERATORS & set(report["fused"]):
+        log.info(
+            "ONNX Runtime's transformer optimizer fused no attention in %s (only %s); running "
+            "the exported graph, with ONNX Runtime's own graph optimizations",
+            model_file,
+            fused,
+        )
+        return model_file
+    log.info("ONNX Runtime's transformer optimizer fused %s", fused)
+    return fused_file
+
+
+def optimizer_graph(model_file: Path, config: dict) -> tuple[Path, dict]:
+    """`optimize_model(model_type="bert")` of `model_file`, built once into the cache: its
+    model file, and a report {"fused": {operator: count}} or {"failed": why}."""
+    entry = cache_entry(model_file, "fused")
+    if not (entry / FUSION_FILE).is_file():
+        _build_entry(entry, lambda directory: _fuse(model_file, config, directory))
+    return entry / MODEL_FILE, json.loads((entry / FUSION_FILE).read_text())
 
 
 def _fuse(model_file: Path, config: dict, out: Path) -> None:

@@ -20,10 +20,14 @@ import pytorch_lightning as pl
 import torch
 
 from bertlab.checkpoints.export import export
+from bertlab.checkpoints.hf import hf_model_config
+from bertlab.checkpoints.restore import load_module
 from bertlab.cli import predict
 from bertlab.cli.train import train
 from bertlab.errors import CheckpointError, ConfigError, UserError
 from bertlab.inference import onnx_runtime
+from bertlab.inference.batches import SentenceEncoder
+from bertlab.inference.task_model import CLASSIFICATION, torch_task_model
 from bertlab.tasks.classify import ClassificationModule
 from bertlab.tasks.qa import QuestionAnsweringModule
 from bertlab.tokenizer import train_wordpiece
@@ -211,13 +215,41 @@ def test_onnx_runtime_equals_the_torch_path(checkpoints, tmp_path: Path, kind: s
     assert_same_outputs(from_torch, from_directory, 1e-4)
 
 
-def test_the_plain_graph_gives_the_same_outputs(checkpoints, tmp_path: Path) -> None:
-    rows = sentence_rows()
-    fused = run_predict(checkpoints["classification"], rows, tmp_path, "--runtime", "onnx")
-    plain = run_predict(
-        checkpoints["classification"], rows, tmp_path, "--runtime", "onnx", "--no-fusion"
-    )
-    assert_same_outputs(fused, plain, 1e-5)
+def test_the_optimizer_graph_equals_torch_and_runs_when_it_fused_attention(
+    checkpoints, tmp_path: Path, caplog
+) -> None:
+    export(checkpoints["classification"], "onnx", tmp_path / "exported")
+    model_file = tmp_path / "exported" / "model.onnx"
+    config = hf_model_config(tmp_path / "exported")
+    fused_file, report = onnx_runtime.optimizer_graph(model_file, config)
+    assert report["fused"]["SkipLayerNormalization"] == 2 * TINY_MODEL["num_layers"]
+
+    module, tokenizer = load_module(checkpoints["classification"])
+    batch, _ = SentenceEncoder(tokenizer, 64)(sentence_rows())
+    session = onnx_runtime.new_session(fused_file, threads=1)
+    fused_logits = onnx_runtime.session_forward(session, CLASSIFICATION)(batch)
+    torch_logits = torch_task_model(module).forward(batch)
+    torch.testing.assert_close(fused_logits, torch_logits, atol=1e-4, rtol=0)
+
+    with caplog.at_level("INFO", logger="bertlab"):
+        chosen = onnx_runtime.fused_graph(model_file, config)
+    if onnx_runtime.ATTENTION_OPERATORS & set(report["fused"]):
+        assert chosen == fused_file
+    else:  # bertlab's export today: the exported graph runs, and the log says why
+        assert chosen == model_file
+        assert "fused no attention" in caplog.text and "running the exported graph" in caplog.text
+
+
+def test_no_fusion_skips_the_optimizer(checkpoints, tmp_path: Path, monkeypatch) -> None:
+    def unexpected(*args, **kwargs):
+        raise AssertionError("the optimizer ran")
+
+    monkeypatch.setattr("onnxruntime.transformers.optimizer.optimize_model", unexpected)
+    monkeypatch.setenv("BERTLAB_CACHE", str(tmp_path / "cache"))
+    rows = sentence_rows(4)
+    expected = run_predict(checkpoints["regression"], rows, tmp_path)
+    got = run_predict(checkpoints["regression"], rows, tmp_path, "--runtime", "onnx", "--no-fusion")
+    assert_same_outputs(expected, got, 1e-4)
 
 
 def test_a_failing_optimizer_falls_back_to_the_exported_graph(
