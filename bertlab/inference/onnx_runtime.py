@@ -6,7 +6,8 @@ tokenizer) or a bertlab `.ckpt`, exported once into the cache
 Runtime's transformer optimizer (`onnxruntime.transformers.optimizer.optimize_model`,
 `model_type="bert"`) fuses what it recognises (LayerNorm with its residual, GELU with its
 bias, attention); its graph, cached next to the exports, runs when it fused attention, and
-otherwise (or when the optimizer fails) the exported graph runs as it is, with a logged note. The session runs the CPU execution provider with
+otherwise (or when the optimizer fails) the exported graph runs as it is, with a logged note. The
+session runs the CPU execution provider with
 every graph optimization (`ORT_ENABLE_ALL`) and one intra-op thread per available core.
 """
 
@@ -253,7 +254,8 @@ def _fuse(model_file: Path, config: dict, out: Path) -> None:
             raise ValueError("no operator of this graph matched its fusion patterns")
         optimizer.save_model_to_file(str(out / MODEL_FILE))
         report: dict = {"fused": fused}
-    except Exception as error:  # noqa: BLE001 - any failure of the optimizer means: run the plain graph
+    # noqa: BLE001 - any failure of the optimizer means: run the plain graph
+    except Exception as error:
         report = {"failed": f"{type(error).__name__}: {error}".splitlines()[0]}
     (out / FUSION_FILE).write_text(json.dumps(report, indent=2) + "\n")
 
