@@ -93,6 +93,18 @@ def build_module(
     return module
 
 
+def build_run(
+    cfg: DictConfig, init: ResolvedInit | None, overrides: Sequence[str] = ()
+) -> tuple[BertDataModule, Tokenizer, BertTaskModule]:
+    """Seed, prepared data, tokenizer and task module: what every command running a task needs."""
+    pl.seed_everything(cfg.seed, workers=True)
+    datamodule = build_datamodule(cfg)
+    tokenizer = resolve_tokenizer(cfg, datamodule, init)
+    datamodule.set_tokenizer(tokenizer)
+    datamodule.prepare_data()
+    return datamodule, tokenizer, build_module(cfg, datamodule, tokenizer, init, overrides)
+
+
 def build_trainer(
     cfg: DictConfig, run_dir: RunDir, recorder: pl.Callback, overrides: Sequence[str] = ()
 ) -> pl.Trainer:

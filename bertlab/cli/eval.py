@@ -16,7 +16,6 @@ import time
 from collections.abc import Sequence
 
 import hydra
-import pytorch_lightning as pl
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
@@ -41,12 +40,7 @@ def evaluate(cfg: DictConfig, overrides: Sequence[str] = ()) -> dict:
     init = validate_config(cfg)
     run_dir = RunDir.of(cfg)
     with claimed(run_dir, cfg.resume), wandb_run.finished_after():
-        pl.seed_everything(cfg.seed, workers=True)
-        datamodule = pipeline.build_datamodule(cfg)
-        tokenizer = pipeline.resolve_tokenizer(cfg, datamodule, init)
-        datamodule.set_tokenizer(tokenizer)
-        datamodule.prepare_data()
-        module = pipeline.build_module(cfg, datamodule, tokenizer, init, overrides)
+        datamodule, tokenizer, module = pipeline.build_run(cfg, init, overrides)
         require_task_head(module, init)
 
         recorder = results.ValidationRecorder()

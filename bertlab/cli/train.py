@@ -11,7 +11,6 @@ import time
 from collections.abc import Sequence
 
 import hydra
-import pytorch_lightning as pl
 from omegaconf import DictConfig
 
 from bertlab import pipeline
@@ -29,12 +28,7 @@ def train(cfg: DictConfig, overrides: Sequence[str] = ()) -> float:
     init = validate_config(cfg)  # before any data is read; model.init is opened here, once
     run_dir = RunDir.of(cfg)
     with claimed(run_dir, cfg.resume), wandb_run.finished_after():
-        pl.seed_everything(cfg.seed, workers=True)
-        datamodule = pipeline.build_datamodule(cfg)
-        tokenizer = pipeline.resolve_tokenizer(cfg, datamodule, init)
-        datamodule.set_tokenizer(tokenizer)
-        datamodule.prepare_data()
-        module = pipeline.build_module(cfg, datamodule, tokenizer, init, overrides)
+        datamodule, tokenizer, module = pipeline.build_run(cfg, init, overrides)
         results.write_tokenizer_files(run_dir, tokenizer)
 
         recorder = results.ValidationRecorder()
