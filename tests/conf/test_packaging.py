@@ -1,7 +1,10 @@
 """A non-editable install ships every package: pyproject's list names each one in bertlab/."""
 
-import tomllib
 from pathlib import Path
+
+import pytest
+
+tomllib = pytest.importorskip("tomllib")  # Python 3.11+
 
 ROOT = Path(__file__).resolve().parents[2]
 
