@@ -19,7 +19,6 @@ import os
 import sys
 from pathlib import Path
 
-from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
@@ -35,7 +34,8 @@ from bertlab.glue import (
     write_glue_files,
 )
 from bertlab.report import load_sweep
-from bertlab.runtime.wandb_run import wandb_mode
+from bertlab.runtime.hydra import override_key, parse_override
+from bertlab.runtime.wandb_run import is_wandb_logger, wandb_mode
 
 log = logging.getLogger(__name__)
 
@@ -47,11 +47,11 @@ def swept_tasks(config: DictConfig) -> list[str]:
     """The glue_task values of this sweep: the command line's, else the experiment's nine."""
     value = OmegaConf.select(config, f"hydra.sweeper.params.{SWEPT_KEY}", default="")
     for override in OmegaConf.select(config, "hydra.overrides.task", default=[]) or []:
-        if override.split("=", 1)[0].lstrip("+~") == SWEPT_KEY:
+        if override_key(override) == SWEPT_KEY:
             value = override.split("=", 1)[1]
     if not value:
         return []
-    [parsed] = OverridesParser.create().parse_overrides([f"{SWEPT_KEY}={value}"])
+    parsed = parse_override(f"{SWEPT_KEY}={value}")
     if parsed.is_sweep_override():
         return [str(v) for v in parsed.sweep_string_iterator()]
     return [str(parsed.value())]
@@ -117,7 +117,7 @@ class GlueSuiteCallback(Callback):
 def _wandb_logger_settings(config: DictConfig) -> dict | None:
     loggers = OmegaConf.select(config, "logger", default=None) or {}
     for section in loggers.values():
-        if section is not None and str(section.get("_target_", "")).endswith("WandbLogger"):
+        if section is not None and is_wandb_logger(section):
             return OmegaConf.to_container(section, resolve=False)
     return None
 

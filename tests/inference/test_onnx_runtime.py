@@ -16,7 +16,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import pytorch_lightning as pl
 import torch
 
 from bertlab.checkpoints.export import export
@@ -33,6 +32,7 @@ from bertlab.tasks.qa import QuestionAnsweringModule
 from bertlab.tokenizer import train_wordpiece
 
 from support.data import WORDS
+from support.models import save_module_checkpoint
 from support.runs import compose_config
 
 pytest.importorskip("onnxruntime")
@@ -80,21 +80,6 @@ def write_sst2(directory: Path) -> Path:
         writer = csv.writer(out, delimiter="\t", lineterminator="\n")
         writer.writerows([("index", "sentence"), *enumerate(s for s, _ in sentences(8, 2))])
     return directory
-
-
-def save_checkpoint(module, tokenizer, path: Path) -> Path:
-    """A Lightning checkpoint of `module`, as training writes it (tokenizer included)."""
-    module.tokenizer_json = tokenizer.to_str()
-    trainer = pl.Trainer(
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        accelerator="cpu",
-    )
-    trainer.strategy.connect(module)
-    trainer.save_checkpoint(path, weights_only=True)
-    return path
 
 
 def perturbed(module, seed: int):
@@ -148,12 +133,12 @@ def checkpoints(tmp_path_factory, cache) -> dict[str, Path]:
     regression = ClassificationModule(
         **settings, num_labels=1, regression=True, metrics=["pearson"]
     )
-    paths["regression"] = save_checkpoint(
+    paths["regression"] = save_module_checkpoint(
         perturbed(regression, 1), tokenizer, directory / "regression.ckpt"
     )
     torch.manual_seed(2)
     qa = QuestionAnsweringModule(**settings, max_seq_length=48)
-    paths["qa"] = save_checkpoint(perturbed(qa, 2), tokenizer, directory / "qa.ckpt")
+    paths["qa"] = save_module_checkpoint(perturbed(qa, 2), tokenizer, directory / "qa.ckpt")
     return paths
 
 
