@@ -14,13 +14,10 @@ from bertlab.cli.train import train
 from bertlab.errors import CheckpointError, ConfigError
 
 from support.data import generated_squad, write_glue_task, write_squad
-from support.runs import CONF_DIR, compose_train_config
+from support.runs import CONF_DIR, TINY_MODEL, compose_train_config
 
 SMALL = [
-    "model.hidden_size=32",
-    "model.num_layers=1",
-    "model.num_heads=2",
-    "model.intermediate_size=64",
+    *TINY_MODEL,
     "tokenizer.vocab_size=120",
     "tokenizer.min_frequency=1",
     "callbacks.progress_bar=null",

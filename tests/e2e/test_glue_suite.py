@@ -16,15 +16,13 @@ import pytest
 from bertlab.glue import GLUE_TASKS, SUBMISSION_FILES
 
 from support.data import GLUE_TEST_FILES, write_glue_download
+from support.runs import TINY_MODEL
 
 TASKS = [key.split("/")[1] for key in GLUE_TASKS]
 
 
 FAST_SUITE = [
-    "model.hidden_size=32",
-    "model.num_layers=1",
-    "model.num_heads=2",
-    "model.intermediate_size=64",
+    *TINY_MODEL,
     "tokenizer.vocab_size=120",
     "tokenizer.min_frequency=1",
     "callbacks.progress_bar=null",
