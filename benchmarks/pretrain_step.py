@@ -118,20 +118,17 @@ def bertlab_step(
     built = configure_optimizer(model, optimizer_settings(), total_steps=10_000)
     optimizer, scheduler = built["optimizer"], built["lr_scheduler"]["scheduler"]
     network = torch.compile(model, backend=compile_backend) if compile_backend else model
-    masked_positions = batch["masked_positions"]
-    masked_labels = batch["masked_labels"][masked_positions >= 0]
 
     def step() -> None:
-        with autocast(device, precision):
-            mlm_logits, nsp_logits = network(
+        with autocast(device, precision):  # as PretrainingModule's training step
+            mlm_loss, _, nsp_logits = network(
                 batch["input_ids"],
                 batch["token_type_ids"],
                 batch["attention_mask"],
-                masked_positions,
+                batch["masked_positions"],
+                batch["masked_labels"],
             )
-            loss = F.cross_entropy(mlm_logits.float(), masked_labels) + F.cross_entropy(
-                nsp_logits.float(), batch["next_sentence_labels"]
-            )
+            loss = mlm_loss + F.cross_entropy(nsp_logits.float(), batch["next_sentence_labels"])
         loss.backward()
         optimizer.step()
         scheduler.step()

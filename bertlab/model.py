@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from bertlab.errors import ConfigError
+from bertlab.linear_cross_entropy import linear_cross_entropy
 
 CHOICES = {
     "layer_norm_position": ("post", "pre"),
@@ -521,6 +522,11 @@ class BertLMPredictionHead(nn.Module):
         # pass over the (N, V) logits, the largest tensor of a pretraining step.
         return F.linear(self.transform(x), self.decoder.weight, self.bias)  # (N, V)
 
+    def loss(self, x: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean cross-entropy against `labels` (N,) and the argmax of each row (N,), from the
+        same logits as forward, computed in cache-sized chunks (bertlab.linear_cross_entropy)."""
+        return linear_cross_entropy(self.transform(x), self.decoder.weight, self.bias, labels)
+
 
 class BertPreTrainingHeads(nn.Module):
     def __init__(self, config: BertConfig, word_embeddings: nn.Embedding, next_sentence: bool):
@@ -550,12 +556,17 @@ class BertForPreTraining(BertPreTrainedModel):
         token_type_ids: torch.Tensor | None = None,
         attention_mask: torch.Tensor | None = None,
         masked_positions: torch.Tensor | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        masked_labels: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, ...]:
         """Returns MLM logits (N, V) and NSP logits (B, 2) (None without NSP).
 
         `masked_positions` is (B, P) token indices, -1 where a row has fewer than P
         predictions; the logits follow the row-major order of the valid entries.
         Without it the MLM head runs on every position and returns (B, T, V).
+
+        With `masked_labels` (B, P) as well (the labels at those positions), the MLM head
+        returns its loss and predictions instead of the logits, without ever holding the
+        (N, V) logits whole: (mlm_loss, mlm_predictions (N,), nsp_logits). Training uses this.
         """
         if masked_positions is None:
             sequence_output, pooled = self.bert(input_ids, token_type_ids, attention_mask)
@@ -568,6 +579,9 @@ class BertForPreTraining(BertPreTrainedModel):
         if self.next_sentence:
             states = states[:, 1:]
         masked_hidden = states[valid]  # (N, H), row-major like the labels
+        if masked_labels is not None:
+            loss, predictions = self.cls.predictions.loss(masked_hidden, masked_labels[valid])
+            return loss, predictions, self._next_sentence(pooled)
         return self.cls.predictions(masked_hidden), self._next_sentence(pooled)
 
     def _next_sentence(self, pooled: torch.Tensor | None) -> torch.Tensor | None:

@@ -59,24 +59,26 @@ class PretrainingModule(BertTaskModule):
             }
         self.metrics = nn.ModuleDict(metrics)
 
-    def _mlm(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        """(MLM logits (N, V), their labels (N,), NSP logits (B, 2) or None)."""
-        masked_positions = batch["masked_positions"]
-        mlm_logits, nsp_logits = self.network(
-            batch["input_ids"], batch["token_type_ids"], batch["attention_mask"], masked_positions
+    def _mlm(self, batch: dict) -> tuple[torch.Tensor, ...]:
+        """(MLM loss, predictions (N,), their labels (N,), NSP logits (B, 2) or None)."""
+        masked_positions, masked_labels = batch["masked_positions"], batch["masked_labels"]
+        mlm_loss, predictions, nsp_logits = self.network(
+            batch["input_ids"],
+            batch["token_type_ids"],
+            batch["attention_mask"],
+            masked_positions,
+            masked_labels,
         )
-        return mlm_logits, batch["masked_labels"][masked_positions >= 0], nsp_logits
+        return mlm_loss, predictions, masked_labels[masked_positions >= 0], nsp_logits
 
     def _shared_step(self, batch: dict, split: str):
-        mlm_logits, masked_labels, nsp_logits = self._mlm(batch)
-        mlm_loss = F.cross_entropy(mlm_logits.float(), masked_labels)
+        mlm_loss, predictions, masked_labels, nsp_logits = self._mlm(batch)
         log = {"loss": mlm_loss, "mlm_loss": mlm_loss}
         if self.nsp:
             nsp_loss = F.cross_entropy(nsp_logits.float(), batch["next_sentence_labels"])
             log |= {"loss": mlm_loss + nsp_loss, "nsp_loss": nsp_loss}
 
         mlm_accuracy = self.metrics[f"{split}_mlm_accuracy"]
-        predictions = mlm_logits.argmax(-1)
         mlm_accuracy(predictions, masked_labels)
         if split == "val" and not self.hparams.separate_mlm_at_15:  # training masks at 15%
             self.metrics["val_mlm_accuracy_at_15"](predictions, masked_labels)
@@ -121,8 +123,8 @@ class PretrainingModule(BertTaskModule):
         if dataloader_idx == 0:
             return self._shared_step(batch, "val")
         # The second loader: the same instances masked at 15%; accuracy only.
-        mlm_logits, masked_labels, _ = self._mlm(batch)
-        self.metrics["val_mlm_accuracy_at_15"](mlm_logits.argmax(-1), masked_labels)
+        _, predictions, masked_labels, _ = self._mlm(batch)
+        self.metrics["val_mlm_accuracy_at_15"](predictions, masked_labels)
         self.log(MLM_AT_15, self.metrics["val_mlm_accuracy_at_15"], **_EPOCH)
         return None
 

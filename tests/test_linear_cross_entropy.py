@@ -1,0 +1,119 @@
+"""The chunked MLM loss equals cross_entropy(linear(...)) in value, gradients and argmax."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import bertlab.linear_cross_entropy as lce
+from bertlab.linear_cross_entropy import first_argmax, linear_cross_entropy
+from bertlab.model import BertConfig, BertForPreTraining
+
+ROWS, HIDDEN, VOCAB = 50, 16, 300
+
+
+def inputs(seed: int = 0, bias: bool = True):
+    generator = torch.Generator().manual_seed(seed)
+    hidden = torch.randn(ROWS, HIDDEN, generator=generator, requires_grad=True)
+    weight = torch.randn(VOCAB, HIDDEN, generator=generator, requires_grad=True)
+    b = torch.randn(VOCAB, generator=generator, requires_grad=True) if bias else None
+    labels = torch.randint(0, VOCAB, (ROWS,), generator=generator)
+    return hidden, weight, b, labels
+
+
+def gradients(*tensors):
+    return [None if t is None else t.grad for t in tensors]
+
+
+@pytest.mark.parametrize("chunk_rows", [1, 7, 16, ROWS, 10 * ROWS])
+@pytest.mark.parametrize("bias", [True, False])
+def test_loss_gradients_and_argmax_equal_the_unchunked_computation(monkeypatch, chunk_rows, bias):
+    monkeypatch.setitem(lce.CHUNK_ELEMENTS, "cpu", chunk_rows * VOCAB)
+    hidden, weight, b, labels = inputs(bias=bias)
+    logits = F.linear(hidden, weight, b)
+    expected = F.cross_entropy(logits, labels)
+    expected.backward()
+    expected_grads = [t.grad.clone() for t in (hidden, weight, b) if t is not None]
+    for t in (hidden, weight, b):
+        if t is not None:
+            t.grad = None
+
+    loss, predictions = linear_cross_entropy(hidden, weight, b, labels)
+    loss.backward()
+    torch.testing.assert_close(loss, expected, atol=1e-6, rtol=1e-6)
+    got = [g for g in gradients(hidden, weight, b) if g is not None]
+    for g, e in zip(got, expected_grads, strict=True):
+        torch.testing.assert_close(g, e, atol=1e-6, rtol=1e-5)
+    assert torch.equal(predictions, logits.argmax(-1))
+
+
+def test_the_upstream_gradient_scales_every_gradient():
+    hidden, weight, b, labels = inputs()
+    linear_cross_entropy(hidden, weight, b, labels)[0].backward()
+    once = [g.clone() for g in gradients(hidden, weight, b)]
+    for t in (hidden, weight, b):
+        t.grad = None
+    (3 * linear_cross_entropy(hidden, weight, b, labels)[0]).backward()
+    for g, g1 in zip(gradients(hidden, weight, b), once, strict=True):
+        torch.testing.assert_close(g, 3 * g1)
+
+
+def test_without_gradients_it_only_scores():
+    hidden, weight, b, labels = inputs()
+    with torch.no_grad():
+        loss, predictions = linear_cross_entropy(hidden, weight, b, labels)
+        logits = F.linear(hidden, weight, b)
+    assert not loss.requires_grad
+    torch.testing.assert_close(loss, F.cross_entropy(logits, labels))
+    assert torch.equal(predictions, logits.argmax(-1))
+
+
+def test_under_bf16_autocast_it_follows_autocast_cross_entropy():
+    hidden, weight, b, labels = inputs()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        expected = F.cross_entropy(F.linear(hidden, weight, b).float(), labels)
+        loss, _ = linear_cross_entropy(hidden, weight, b, labels)
+    assert loss.dtype == torch.float32
+    torch.testing.assert_close(loss, expected, atol=2e-2, rtol=2e-2)
+    loss.backward()
+    assert [g.dtype for g in gradients(hidden, weight, b)] == [torch.float32] * 3
+
+
+@pytest.mark.parametrize("width", [5, 128, 300, 384])
+def test_first_argmax_is_argmax_with_ties_going_to_the_first_index(width):
+    x = torch.randn(6, width, generator=torch.Generator().manual_seed(1))
+    x[1, :] = 0.0  # all tied: index 0
+    x[2, [width // 3, width - 1]] = 9.0  # a tie between a block and the tail
+    x[3, width - 1] = 9.0  # the maximum in the last (partial) block
+    x[4, [0, width // 2]] = 9.0
+    index, maximum = first_argmax(x, block=128)
+    assert torch.equal(index, x.argmax(-1))
+    assert torch.equal(maximum, x.amax(-1))
+
+
+def test_pretraining_model_returns_the_loss_of_its_own_logits():
+    """masked_labels switches the MLM head to the chunked loss: same loss, same gradients
+    for every parameter (the tied embedding too), the same predictions."""
+    config = BertConfig(
+        vocab_size=200, num_layers=2, hidden_size=32, num_heads=4, intermediate_size=64
+    )
+    torch.manual_seed(0)
+    model = BertForPreTraining(config).eval()  # no dropout: both passes see the same network
+    input_ids = torch.randint(5, 200, (3, 12))
+    positions = torch.tensor([[1, 4, 7], [2, -1, -1], [0, 3, 11]])
+    labels = torch.randint(5, 200, (3, 3))
+    valid = positions >= 0
+
+    logits, nsp = model(input_ids, masked_positions=positions)
+    expected = F.cross_entropy(logits, labels[valid])
+    (expected + nsp.sum()).backward()
+    expected_grads = {n: p.grad.clone() for n, p in model.named_parameters()}
+    model.zero_grad()
+
+    loss, predictions, nsp_again = model(
+        input_ids, masked_positions=positions, masked_labels=labels
+    )
+    (loss + nsp_again.sum()).backward()
+    torch.testing.assert_close(loss, expected)
+    assert torch.equal(predictions, logits.argmax(-1))
+    for name, parameter in model.named_parameters():
+        torch.testing.assert_close(parameter.grad, expected_grads[name], atol=1e-6, rtol=1e-5)
