@@ -62,7 +62,7 @@ def resolve_tokenizer(
     key = fingerprint(datamodule.data_fingerprint(), settings)
 
     def train(directory: Path) -> dict:
-        tokenizer = train_wordpiece(datamodule.training_texts(), **settings)
+        tokenizer = train_wordpiece(datamodule.training_texts, **settings)
         save_tokenizer(tokenizer, directory)
         return {"vocab_size": tokenizer.get_vocab_size()}
 

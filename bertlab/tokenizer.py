@@ -9,7 +9,7 @@ puts [PAD] at 0 while Google's uncased vocab.txt puts [CLS] at 101.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -74,25 +74,64 @@ def _add_post_processor(tokenizer: Tokenizer) -> Tokenizer:
 
 
 def train_wordpiece(
-    texts: Iterable[str], vocab_size: int = 8000, lowercase: bool = True, min_frequency: int = 2
+    texts: Iterable[str] | Callable[[], Iterable[str]],
+    vocab_size: int = 8000,
+    lowercase: bool = True,
+    min_frequency: int = 2,
 ) -> Tokenizer:
-    """Learn a WordPiece vocabulary of at most `vocab_size` entries from `texts`.
+    """Learn a WordPiece vocabulary of at most `vocab_size` entries from `texts`, reproducibly.
 
-    Not bit-reproducible: the `tokenizers` trainer numbers its "##" pieces in hash-map order,
-    which changes from process to process and breaks ties between equally frequent merges
-    differently (huggingface/tokenizers#1794). The trained tokenizer is cached and saved with
-    every checkpoint, so runs that share a cache, and every resume, use the same one.
+    `texts` is read twice: pass a function returning a fresh iterable (or a list).
+
+    The same texts give the same vocabulary in every process. The `tokenizers` trainer
+    alone does not: it numbers the "##" continuation pieces ("##s", "##e", ...) in
+    hash-map order as it meets them, and those numbers break ties between equally
+    frequent merges, so two runs can learn different vocabularies
+    (huggingface/tokenizers#1794, fix pending in #2066). Numbering them in advance, as
+    trainer special tokens in sorted order, leaves nothing to hash order; they are
+    ordinary vocabulary entries of the returned tokenizer.
     """
-    tokenizer = _bert_pipeline(Tokenizer(models.WordPiece(unk_token="[UNK]")), lowercase)
+    if not callable(texts) and not isinstance(texts, (list, tuple)):
+        texts = list(texts)  # a one-shot iterator: keep it for the second pass
+    read = texts if callable(texts) else (lambda: texts)
+    pipeline = _bert_pipeline(Tokenizer(models.WordPiece(unk_token="[UNK]")), lowercase)
+    pieces = _continuation_pieces(read(), pipeline)
     trainer = trainers.WordPieceTrainer(
         vocab_size=vocab_size,
         min_frequency=min_frequency,
-        special_tokens=SPECIAL_TOKENS,
+        special_tokens=SPECIAL_TOKENS + pieces,
         continuing_subword_prefix="##",
         show_progress=False,
     )
-    tokenizer.train_from_iterator(_batched(texts), trainer=trainer)
-    return _add_post_processor(tokenizer)
+    pipeline.train_from_iterator(_batched(read()), trainer=trainer)
+    # The same vocabulary without the pieces registered as special (added) tokens.
+    tokenizer = Tokenizer(
+        models.WordPiece(
+            vocab=pipeline.get_vocab(with_added_tokens=False),
+            unk_token="[UNK]",
+            max_input_chars_per_word=100,
+        )
+    )
+    tokenizer.add_special_tokens(SPECIAL_TOKENS)
+    return _add_post_processor(_bert_pipeline(tokenizer, lowercase))
+
+
+def _continuation_pieces(texts: Iterable[str], pipeline: Tokenizer) -> list[str]:
+    """'##c' for every character c that can continue a word, sorted: the characters of the
+    texts after normalization, less those the pre-tokenizer always splits off (whitespace,
+    punctuation, CJK ideographs). A character that happens to start every word it is in
+    still gets its piece, unused: the price of not tokenizing the texts twice."""
+    characters: set[str] = set()
+    for text in texts:
+        characters.update(text)
+    normalized = {c for raw in characters for c in pipeline.normalizer.normalize_str(raw)}
+    return sorted(f"##{c}" for c in normalized if _continues_words(c, pipeline))
+
+
+def _continues_words(character: str, pipeline: Tokenizer) -> bool:
+    """Whether `character` stays inside a word: "a" + character + "a" is one pre-token."""
+    text = pipeline.normalizer.normalize_str(f"a{character}a")
+    return len(pipeline.pre_tokenizer.pre_tokenize_str(text)) == 1
 
 
 def _batched(texts: Iterable[str], size: int = 1000) -> Iterator[list[str]]:

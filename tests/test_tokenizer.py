@@ -1,3 +1,6 @@
+import subprocess
+import sys
+
 import pytest
 
 from bertlab.errors import DataError
@@ -15,6 +18,43 @@ def test_trained_tokenizer_builds_bert_pairs():
     assert encoding.tokens[0] == "[CLS]" and encoding.tokens.count("[SEP]") == 2
     assert encoding.type_ids == [0] * 5 + [1] * 3
     assert special_ids(tokenizer).pad == 0
+
+
+# Words of random letters: many merges tie on their counts, the case that hash order decided.
+TIES = """
+import random
+from bertlab.tokenizer import train_wordpiece
+rng = random.Random(0)
+words = ["".join(rng.choice("abcdefghij") for _ in range(rng.randint(3, 7))) for _ in range(300)]
+texts = [" ".join(words[i : i + 10]) for i in range(0, 300, 10)] + ["Ünïcödé, ok: x-y z.z"]
+tokenizer = train_wordpiece(lambda: iter(texts), vocab_size=200, min_frequency=1)
+print(sorted(tokenizer.get_vocab().items(), key=lambda item: item[1]))
+"""
+
+
+def test_the_same_texts_give_the_same_vocabulary_in_every_process():
+    """The bare tokenizers trainer gave 4 different vocabularies in 4 processes here."""
+    vocabularies = {
+        subprocess.run(
+            [sys.executable, "-c", TIES], capture_output=True, text=True, check=True
+        ).stdout
+        for _ in range(4)
+    }
+    assert len(vocabularies) == 1
+    vocabulary = eval(vocabularies.pop())  # noqa: S307 - our own printout
+    tokens = [token for token, _ in vocabulary]
+    assert len(tokens) == 200 and tokens[:5] == ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    assert "##a" in tokens and "##." not in tokens and "##," not in tokens  # "." never continues
+
+
+def test_continuation_pieces_are_plain_vocabulary_entries():
+    """They were numbered as trainer special tokens; the tokenizer must not treat them so."""
+    tokenizer = train_wordpiece(TEXT, vocab_size=150, min_frequency=1)
+    assert "##o" in tokenizer.get_vocab()
+    assert tokenizer.encode("##o").tokens[1:-1] == ["[UNK]", "[UNK]", "o"]  # text, not the piece
+    assert tokenizer.decode(tokenizer.encode("jugs").ids) == "jugs"
+    added = {token.content for token in tokenizer.get_added_tokens_decoder().values()}
+    assert added == {"[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"}
 
 
 @pytest.mark.parametrize("lowercase", [True, False])
