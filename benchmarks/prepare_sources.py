@@ -73,9 +73,15 @@ def first_texts(path: Path, megabytes: float):
 
 
 def prefix_corpus(corpus: Path, megabytes: float, path: Path) -> Path:
-    """The corpus' first records, up to `megabytes` (whole lines)."""
+    """The corpus' first records, up to `megabytes` (whole lines); the corpus if that is all."""
+    left = int(megabytes * 1_000_000)
+    if left >= corpus.stat().st_size:
+        return corpus
     with open(corpus, "rb") as source, open(path, "wb") as out:
-        out.write(source.read(int(megabytes * 1_000_000)))
+        while left > 0:  # in blocks: the benchmark's own memory stays small
+            block = source.read(min(left, 1 << 24))
+            out.write(block)
+            left -= len(block)
         out.write(source.readline())
     return path
 
@@ -149,7 +155,8 @@ def main() -> None:
             run = run_prepare(part, args.work_dir, args.workers, splitter)
             print("\n".join(run["output"].strip().splitlines()[-10:]))
             report(part.stat().st_size / 1e6, args.workers, splitter, run)
-            part.unlink()
+            if part != corpus:
+                part.unlink()
     finally:
         if not args.keep:
             shutil.rmtree(args.work_dir, ignore_errors=True)
