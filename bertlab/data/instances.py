@@ -5,6 +5,10 @@ second segment, for next sentence prediction) and, with `nsp=False`, RoBERTa's
 FULL-SENTENCES (whole sentences packed up to max_seq_length, crossing document boundaries
 with a [SEP] between documents; masked LM only).
 
+Sentence pairs are computed on flat token arrays (`TokenizedDocuments`, `pair_instances`):
+numpy over all documents at once, not Python lists per sentence; `_instances_from_document`
+is the same recipe written as a loop over one document, kept as the readable reference.
+
 Instances are built once and stored in shards (`write_shard`): the token ids of segment A
 then segment B, concatenated, plus an index row per instance. Masking happens when an
 instance is read (`mask_tokens`), from a random generator keyed by (seed, epoch, index):

@@ -1,6 +1,7 @@
 """Pretraining instances (BERT pairs, RoBERTa full sentences), truncation and masking statistics."""
 
 import random
+from collections import Counter
 
 import numpy as np
 import pytest
@@ -10,6 +11,7 @@ from bertlab.data.instances import (
     InstanceSettings,
     MaskingSettings,
     TokenizedDocuments,
+    _instances_from_document,
     _truncate,
     create_instances,
     create_packed_instances,
@@ -299,3 +301,19 @@ def test_tokenize_documents_gives_each_sentences_ids_in_flat_arrays():
     expected = [[s for s in doc if s] for doc in expected]
     assert flat.to_lists() == expected
     assert len(flat) == 3 and flat.tokens.dtype == np.int32
+
+
+def test_vectorised_pairs_cut_documents_as_the_reference_loop_does():
+    """With a fixed target length the chunks, so the instances per document, are not random."""
+    docs = documents(count=150, seed=7)
+    settings = InstanceSettings(max_seq_length=64, short_seq_prob=0.0, dupe_factor=1)
+    reference = [
+        instance
+        for d in range(len(docs))
+        for instance in _instances_from_document(docs, d, settings, random.Random(d))
+    ]
+    pool = TokenizedDocuments.from_lists(docs)
+    pairs = pair_instances(pool, len(pool), settings, np.random.default_rng(0))
+    assert Counter(a[0] // 1000 for a, _, _ in reference) == Counter(
+        (pool.tokens[pairs.a_start] // 1000).tolist()
+    )
