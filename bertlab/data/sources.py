@@ -110,8 +110,8 @@ class CorpusSource:
         """The text of the documents (sentences of text files), for training a vocabulary.
 
         `sample_bytes`: a source larger than that gives every k-th document, k = its size /
-        sample_bytes (a sample spread over the whole corpus, as BERT's vocabulary was); one of
-        unknown size (a Hub stream) gives its first documents up to that many characters.
+        sample_bytes (a sample spread over the whole corpus); one of unknown size (a Hub
+        stream) gives its first documents up to that many characters.
         """
         total = self.total_bytes()
         every = 1 if sample_bytes is None or not total else -(-total // sample_bytes)
