@@ -5,6 +5,10 @@ second segment, for next sentence prediction) and, with `nsp=False`, RoBERTa's
 FULL-SENTENCES (whole sentences packed up to max_seq_length, crossing document boundaries
 with a [SEP] between documents; masked LM only).
 
+Sentence pairs are computed on flat token arrays (`TokenizedDocuments`, `pair_instances`):
+numpy over all documents at once, not Python lists per sentence; `_instances_from_document`
+is the same recipe written as a loop over one document, kept as the readable reference.
+
 Instances are built once and stored in shards (`write_shard`): the token ids of segment A
 then segment B, concatenated, plus an index row per instance. Masking happens when an
 instance is read (`mask_tokens`), from a random generator keyed by (seed, epoch, index):
@@ -16,19 +20,20 @@ This module imports only numpy and tokenizers so that preparation workers start 
 
 from __future__ import annotations
 
+import itertools
 import random
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
 import numpy as np
-from tokenizers import Tokenizer
+from tokenizers import AddedToken, Tokenizer
 
 # Index columns of a shard: where the instance's tokens start, the lengths of A and B,
 # and whether B is a random segment from another document (the NSP label, 1 = random).
 OFFSET, LENGTH_A, LENGTH_B, IS_RANDOM_NEXT = range(4)
 
 # Part of the cache key: bump it when a change here changes the instances built from a corpus.
-RECIPE_VERSION = 2
+RECIPE_VERSION = 3
 
 
 @dataclass(frozen=True)
@@ -45,15 +50,123 @@ class InstanceSettings:
         return asdict(self)
 
 
-def tokenize_documents(documents: list[list[str]], tokenizer: Tokenizer) -> list[list[list[int]]]:
-    """Documents of sentences -> documents of token-id lists (empty sentences dropped)."""
-    sentences = [s for doc in documents for s in doc]
-    ids = [enc.ids for enc in tokenizer.encode_batch(sentences, add_special_tokens=False)]
-    tokenized, start = [], 0
-    for doc in documents:
-        tokenized.append([s for s in ids[start : start + len(doc)] if s])
-        start += len(doc)
-    return [doc for doc in tokenized if doc]
+@dataclass(frozen=True)
+class TokenizedDocuments:
+    """Documents of tokenized sentences as flat arrays, so that pairing is array arithmetic.
+
+    Sentence `s` is `tokens[sentence_starts[s] : sentence_starts[s + 1]]`; document `d` holds
+    sentences `document_starts[d]` to `document_starts[d + 1] - 1`. No sentence or document
+    is empty.
+    """
+
+    tokens: np.ndarray  # (T,) int32
+    sentence_starts: np.ndarray  # (S + 1,) int64, offsets into tokens
+    document_starts: np.ndarray  # (D + 1,) int64, offsets into sentences
+
+    def __len__(self) -> int:
+        return len(self.document_starts) - 1
+
+    @classmethod
+    def from_lists(cls, documents: list[list[list[int]]]) -> TokenizedDocuments:
+        sentences = [s for doc in documents for s in doc if s]
+        counts = [sum(1 for s in doc if s) for doc in documents]
+        return cls(
+            np.fromiter(itertools.chain.from_iterable(sentences), np.int32),
+            _offsets([len(s) for s in sentences]),
+            _offsets([c for c in counts if c]),
+        )
+
+    def to_lists(self) -> list[list[list[int]]]:
+        starts, tokens = self.sentence_starts, self.tokens.tolist()
+        return [
+            [tokens[starts[s] : starts[s + 1]] for s in range(first, end)]
+            for first, end in itertools.pairwise(self.document_starts.tolist())
+        ]
+
+    def concatenate(self, other: TokenizedDocuments) -> TokenizedDocuments:
+        """These documents, then `other`'s."""
+        return TokenizedDocuments(
+            np.concatenate([self.tokens, other.tokens]),
+            np.concatenate([self.sentence_starts, other.sentence_starts[1:] + len(self.tokens)]),
+            np.concatenate(
+                [
+                    self.document_starts,
+                    other.document_starts[1:] + len(self.sentence_starts) - 1,
+                ]
+            ),
+        )
+
+
+def _offsets(lengths) -> np.ndarray:
+    return np.concatenate([[0], np.cumsum(lengths, dtype=np.int64)]).astype(np.int64)
+
+
+# Joins a document's sentences for one encode call per document; never in the vocabulary.
+SENTENCE_BOUNDARY = "[bertlab:sentence-boundary]"
+
+
+def tokenize_documents(documents: list[list[str]], tokenizer: Tokenizer) -> TokenizedDocuments:
+    """Documents of sentences -> flat token arrays (empty sentences and documents dropped).
+
+    Each document is encoded as one text, its sentences joined by a special token that marks
+    where one ends (fewer, longer texts for the Rust tokenizer; the same ids as encoding each
+    sentence, since the pre-tokenizer splits at whitespace anyway), by a copy of `tokenizer`
+    that has that token. A document whose text holds the marker itself is encoded sentence
+    by sentence.
+    """
+    marked = Tokenizer.from_str(tokenizer.to_str())
+    marked.no_truncation()
+    marked.no_padding()
+    marked.add_special_tokens([AddedToken(SENTENCE_BOUNDARY, special=True, normalized=False)])
+    boundary = marked.token_to_id(SENTENCE_BOUNDARY)
+    texts = [f" {SENTENCE_BOUNDARY} ".join(doc) for doc in documents]
+    ids = [enc.ids for enc in marked.encode_batch(texts, add_special_tokens=False)]
+    for d, doc in enumerate(documents):
+        if ids[d].count(boundary) != len(doc) - 1:  # a sentence holds the marker text
+            sentences = tokenizer.encode_batch(doc, add_special_tokens=False)
+            ids[d] = [t for enc in sentences for t in (*enc.ids, boundary)][:-1]
+    flat = np.fromiter(itertools.chain.from_iterable(ids), np.int32)
+    document_of_token = np.repeat(np.arange(len(ids)), [len(i) for i in ids])
+    is_boundary = flat == boundary
+    # Sentence number of each token: the boundaries before it, plus one per earlier document.
+    sentence = np.cumsum(is_boundary) - is_boundary + document_of_token
+    lengths = np.bincount(sentence[~is_boundary], minlength=sum(len(doc) for doc in documents))
+    kept = lengths > 0
+    sentence_document = np.repeat(np.arange(len(documents)), [len(doc) for doc in documents])
+    per_document = np.bincount(sentence_document[kept], minlength=len(documents))
+    return TokenizedDocuments(
+        flat[~is_boundary], _offsets(lengths[kept]), _offsets(per_document[per_document > 0])
+    )
+
+
+@dataclass(frozen=True)
+class Instances:
+    """Sentence-pair instances as token ranges of a TokenizedDocuments' `tokens`."""
+
+    a_start: np.ndarray
+    a_length: np.ndarray
+    b_start: np.ndarray
+    b_length: np.ndarray
+    is_random_next: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.a_start)
+
+    def take(self, rows: np.ndarray) -> Instances:
+        return Instances(*(getattr(self, f.name)[rows] for f in fields(self)))
+
+    def to_lists(self, tokens: np.ndarray) -> list[tuple[list[int], list[int], bool]]:
+        return [
+            (tokens[a : a + la].tolist(), tokens[b : b + lb].tolist(), bool(r))
+            for a, la, b, lb, r in zip(
+                self.a_start,
+                self.a_length,
+                self.b_start,
+                self.b_length,
+                self.is_random_next,
+                strict=True,
+            )
+        ]
 
 
 def create_instances(
@@ -62,22 +175,123 @@ def create_instances(
     rng: random.Random,
     extra_random_documents: list[list[list[int]]] = (),
 ) -> list[tuple[list[int], list[int], bool]]:
-    """All (tokens_a, tokens_b, is_random_next) instances, `dupe_factor` passes over the documents.
+    """`pair_instances` on lists: (tokens_a, tokens_b, is_random_next) tuples."""
+    pool = TokenizedDocuments.from_lists([*documents, *extra_random_documents])
+    own = sum(1 for doc in documents if any(doc))
+    generator = np.random.default_rng(rng.getrandbits(64))
+    return pair_instances(pool, own, settings, generator).to_lists(pool.tokens)
 
-    Random next segments come from the other documents, and from `extra_random_documents`
-    (instances are made only from `documents`).
+
+def pair_instances(
+    pool: TokenizedDocuments, own: int, settings: InstanceSettings, rng: np.random.Generator
+) -> Instances:
+    """BERT's sentence pairs from the first `own` documents of `pool`, `dupe_factor` passes,
+    shuffled; random next segments come from any other document of the pool.
+
+    The recipe of `_instances_from_document` (kept as the readable reference), computed for
+    every (pass, document) at once. The random draws come in another order than the
+    per-document loop's, so the instances are the same in distribution, not draw for draw.
     """
-    pool = [*documents, *extra_random_documents]
     if len(pool) < 2:
         raise ValueError(
             "next sentence prediction needs at least 2 documents (separate them by a blank line)"
         )
-    instances = []
-    for _ in range(settings.dupe_factor):
-        for doc_index in range(len(documents)):
-            instances.extend(_instances_from_document(pool, doc_index, settings, rng))
-    rng.shuffle(instances)
-    return instances
+    if own == 0:
+        return Instances(*(np.zeros(0, dtype=np.int64) for _ in range(4)), np.zeros(0, bool))
+    max_num_tokens = settings.max_seq_length - 3  # [CLS] A [SEP] B [SEP]
+    document = np.tile(np.arange(own), settings.dupe_factor)
+    short = rng.random(len(document)) < settings.short_seq_prob
+    target = np.where(short, rng.integers(2, max_num_tokens + 1, len(document)), max_num_tokens)
+    chunk_document, chunk_target, first, last = _chunks(pool, document, target)
+
+    count = last - first + 1
+    is_random_next = rng.random(len(count)) < 0.5
+    # A one-sentence chunk (a one-sentence document) has no next sentence: it makes no instance.
+    keep = (count > 1) | is_random_next
+    chunk_document, chunk_target, first, last, count, is_random_next = (
+        array[keep] for array in (chunk_document, chunk_target, first, last, count, is_random_next)
+    )
+    a_sentences = np.where(count >= 2, rng.integers(1, np.maximum(count, 2)), 1)
+    starts = pool.sentence_starts
+    a_start = starts[first]
+    a_length = starts[first + a_sentences] - a_start
+    b_start, b_length = starts[first + a_sentences], starts[last + 1] - starts[first + a_sentences]
+    random_start, random_length = _random_segments(
+        pool, chunk_document[is_random_next], (chunk_target - a_length)[is_random_next], rng
+    )
+    b_start[is_random_next], b_length[is_random_next] = random_start, random_length
+    instances = _truncate(
+        Instances(a_start, a_length, b_start, b_length, is_random_next), max_num_tokens, rng
+    )
+    return instances.take(rng.permutation(len(instances)))
+
+
+def _chunks(pool: TokenizedDocuments, document: np.ndarray, target: np.ndarray):
+    """Cut each (pass, document) into chunks of sentences: one instance each.
+
+    A chunk closes at the first sentence where it holds `target` tokens and two sentences
+    and leaves at least two sentences of the document, or at the document's last sentence.
+    Returns, per chunk: its document, target length, first and last sentence. One loop step
+    per chunk of the longest document; the cut is a search in the cumulative lengths.
+    """
+    starts = pool.sentence_starts
+    last = pool.document_starts[document + 1] - 1
+    start = pool.document_starts[document].copy()
+    open_rows = np.arange(len(document))
+    pieces = []
+    while len(open_rows):
+        first, end = start[open_rows], last[open_rows]
+        # Sentences first..i hold target tokens from i = (first sentence end >= start + target).
+        enough = np.searchsorted(starts, starts[first] + target[open_rows], side="left") - 1
+        close = np.maximum(enough, first + 1)
+        close = np.where(close <= end - 2, close, end)
+        pieces.append((open_rows, first, close))
+        start[open_rows] = close + 1
+        open_rows = open_rows[close < end]
+    rows, first, close = (np.concatenate(column) for column in zip(*pieces, strict=True))
+    return document[rows], target[rows], first, close
+
+
+def _random_segments(
+    pool: TokenizedDocuments, document: np.ndarray, target: np.ndarray, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """From a random point of a random *other* document: whole sentences, up to `target` tokens
+    (at least one sentence). Returns token starts and lengths.
+    """
+    other = rng.integers(0, len(pool) - 1, len(document))
+    other += other >= document  # skip the current document
+    first_sentence = pool.document_starts[other]
+    sentences = pool.document_starts[other + 1] - first_sentence
+    first = first_sentence + (rng.random(len(other)) * sentences).astype(np.int64)
+    starts = pool.sentence_starts
+    end = np.searchsorted(starts, starts[first] + target, side="left") - 1
+    end = np.clip(end, first, first_sentence + sentences - 1)
+    return starts[first], starts[end + 1] - starts[first]
+
+
+def _truncate(instances: Instances, max_num_tokens: int, rng: np.random.Generator) -> Instances:
+    """`truncate_pair` for every instance at once.
+
+    Trimming always takes a token from the longer segment (B on a tie), so how many each
+    loses is fixed: the longer one down to the shorter's length, then the two in turn, B
+    first. Only the end each token comes from is random, a fair coin per token, so the
+    number taken from the front is binomial.
+    """
+    a_length, b_length = instances.a_length, instances.b_length
+    excess = np.maximum(a_length + b_length - max_num_tokens, 0)
+    gap = np.minimum(np.abs(a_length - b_length), excess)
+    rest = excess - gap
+    from_a = np.where(a_length > b_length, gap, 0) + rest // 2
+    from_b = excess - from_a
+    a_front = rng.binomial(from_a, 0.5)
+    b_front = rng.binomial(from_b, 0.5)
+    return Instances(
+        instances.a_start + a_front,
+        a_length - from_a,
+        instances.b_start + b_front,
+        b_length - from_b,
+        instances.is_random_next,
+    )
 
 
 def create_packed_instances(
@@ -191,49 +405,71 @@ def write_shard(instances, path_prefix: Path, vocab_size: int) -> int:
     """Store instances as `<prefix>.tokens.npy` (A then B, concatenated) and
     `<prefix>.index.npy`.
     """
-    dtype = np.uint16 if vocab_size <= np.iinfo(np.uint16).max + 1 else np.int32
     index = np.zeros((len(instances), 4), dtype=np.int64)
     total = sum(len(a) + len(b) for a, b, _ in instances)
-    tokens = np.empty(total, dtype=dtype)
+    tokens = np.empty(total, dtype=_token_dtype(vocab_size))
     offset = 0
     for row, (a, b, is_random_next) in enumerate(instances):
         tokens[offset : offset + len(a) + len(b)] = a + b
         index[row] = (offset, len(a), len(b), is_random_next)
         offset += len(a) + len(b)
+    _save_shard(path_prefix, tokens, index)
+    return len(instances)
+
+
+def write_pair_shard(
+    instances: Instances, tokens: np.ndarray, path_prefix: Path, vocab_size: int
+) -> int:
+    """`write_shard` for `pair_instances`' ranges of `tokens`, in one gather."""
+    lengths = np.stack([instances.a_length, instances.b_length], axis=1).ravel()
+    starts = np.stack([instances.a_start, instances.b_start], axis=1).ravel()
+    offsets = np.cumsum(lengths) - lengths
+    gather = np.repeat(starts - offsets, lengths) + np.arange(lengths.sum())
+    index = np.stack(
+        [offsets[0::2], instances.a_length, instances.b_length, instances.is_random_next], axis=1
+    ).astype(np.int64)
+    _save_shard(path_prefix, tokens[gather].astype(_token_dtype(vocab_size)), index)
+    return len(instances)
+
+
+def _token_dtype(vocab_size: int) -> type:
+    return np.uint16 if vocab_size <= np.iinfo(np.uint16).max + 1 else np.int32
+
+
+def _save_shard(path_prefix: Path, tokens: np.ndarray, index: np.ndarray) -> None:
     np.save(f"{path_prefix}.tokens.npy", tokens)
     np.save(f"{path_prefix}.index.npy", index)
-    return len(instances)
 
 
 def build_shard(task: dict) -> dict:
     """Worker entry point: tokenize one chunk of documents and write its train and val shards."""
     tokenizer = Tokenizer.from_str(task["tokenizer_json"])
+    vocab_size, separator = tokenizer.get_vocab_size(), tokenizer.token_to_id("[SEP]")
     settings = InstanceSettings(**task["settings"])
-    counts = {}
     documents = {split: tokenize_documents(task[split], tokenizer) for split in ("train", "val")}
-    for split in ("train", "val"):
+    counts = {}
+    for number, split in enumerate(("train", "val")):
         if split == "val":  # validation is masked once; copies would only repeat it
-            settings_split = InstanceSettings(**{**settings.to_dict(), "dupe_factor": 1})
-        else:
-            settings_split = settings
-        # A chunk may hold a single validation document: its random next segments may
-        # then come from the chunk's training documents.
-        extra = documents["train"] if split == "val" and len(documents["val"]) < 2 else []
-        rng = random.Random(f"{settings.seed}-{task['chunk']}-{split}")
-        instances = []
-        if documents[split] and not settings.nsp:
-            separator = tokenizer.token_to_id("[SEP]")
-            instances = create_packed_instances(documents[split], settings_split, rng, separator)
-        elif documents[split] and len(documents[split]) + len(extra) >= 2:
-            instances = create_instances(documents[split], settings_split, rng, extra)
-        if instances:
-            write_shard(
-                instances,
-                Path(task["out_dir"]) / f"{split}-{task['chunk']:05d}",
-                tokenizer.get_vocab_size(),
-            )
-        counts[split] = len(instances)
-        counts[f"{split}_tokens"] = sum(len(a) + len(b) for a, b, _ in instances)
+            settings = replace(settings, dupe_factor=1)
+        prefix = Path(task["out_dir"]) / f"{split}-{task['chunk']:05d}"
+        own = documents[split]
+        written, tokens = 0, 0
+        if len(own) and not settings.nsp:
+            rng = random.Random(f"{settings.seed}-{task['chunk']}-{split}")
+            instances = create_packed_instances(own.to_lists(), settings, rng, separator)
+            if instances:
+                written = write_shard(instances, prefix, vocab_size)
+                tokens = sum(len(a) for a, _, _ in instances)
+        elif len(own) and settings.nsp:
+            # A chunk may hold a single validation document: its random next segments may
+            # then come from the chunk's training documents.
+            pool = own.concatenate(documents["train"]) if split == "val" and len(own) < 2 else own
+            if len(pool) >= 2:
+                rng = np.random.default_rng([settings.seed, task["chunk"], number])
+                pairs = pair_instances(pool, len(own), settings, rng)
+                written = write_pair_shard(pairs, pool.tokens, prefix, vocab_size)
+                tokens = int(pairs.a_length.sum() + pairs.b_length.sum())
+        counts[split], counts[f"{split}_tokens"] = written, tokens
     counts["chars"] = task["chars"]
     return counts
 

@@ -2,19 +2,10 @@
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
-import itertools
 import logging
-import multiprocessing
 import os
-import signal
-import sys
-import threading
-import time
 from bisect import bisect_right
 from collections.abc import Iterator
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -45,13 +36,17 @@ from bertlab.data.instances import (
 from bertlab.data.sampling import EpochSampler
 from bertlab.data.sentences import build_shard_from_documents, check_splitter
 from bertlab.data.sources import CorpusSource, TextFiles, open_source
+from bertlab.data.workers import run_tasks
 from bertlab.errors import ConfigError, DataError
 from bertlab.tokenizer import special_ids
 
 log = logging.getLogger(__name__)
 
 MASKING_MODES = ("static", "dynamic")
-PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
+# WordPiece is trained on a sample of this many bytes of the corpus: training reads every word
+# of its input (about 4 s per 20 MB on one core here), and a few tens of MB give the same
+# frequent words and pieces as gigabytes.
+VOCABULARY_SAMPLE_BYTES = 20_000_000
 
 
 class PretrainingDataModule(BertDataModule):
@@ -154,7 +149,8 @@ class PretrainingDataModule(BertDataModule):
         return [entry / "python-docs.txt"]
 
     def training_texts(self) -> Iterator[str]:
-        return self.corpus_source().texts()
+        """About VOCABULARY_SAMPLE_BYTES of documents spread over the corpus (a small one whole)."""
+        return self.corpus_source().texts(VOCABULARY_SAMPLE_BYTES)
 
     def data_fingerprint(self) -> str:
         return fingerprint(self.corpus_source().identity())
@@ -192,7 +188,7 @@ class PretrainingDataModule(BertDataModule):
             bar = progress.add_task(
                 "preparing pretraining instances", total=source.total_bytes(), documents=0
             )
-            for counts in _run_tasks(tasks, self.prepare_workers):
+            for counts in run_tasks(build_shard_from_documents, tasks, self.prepare_workers):
                 for name, value in counts.items():
                     totals[name] = totals.get(name, 0) + value
                 progress.update(bar, advance=counts["source_bytes"], documents=totals["documents"])
@@ -343,59 +339,6 @@ def _preparation_progress() -> Progress:
         TimeRemainingColumn(),
         transient=True,
     )
-
-
-def _run_tasks(tasks: Iterator[dict], workers: int) -> Iterator[dict]:
-    """Run `build_shard` over tasks, at most 2 per worker in flight (bounded memory)."""
-    first_two = list(itertools.islice(tasks, 2))
-    tasks = itertools.chain(first_two, tasks)
-    if (
-        workers <= 1 or len(first_two) < 2
-    ):  # one chunk: worker start-up would cost more than it saves
-        yield from map(build_shard_from_documents, tasks)
-        return
-    # spawn, not fork: the parent may already hold tokenizer thread pools.
-    with ProcessPoolExecutor(
-        workers,
-        mp_context=multiprocessing.get_context("spawn"),
-        initializer=end_with_parent,
-        initargs=(os.getpid(),),
-    ) as pool:
-        pending = []
-        for task in tasks:
-            pending.append(pool.submit(build_shard_from_documents, task))
-            if len(pending) >= 2 * workers:
-                yield pending.pop(0).result()
-        for future in pending:
-            yield future.result()
-
-
-def end_with_parent(parent_pid: int) -> None:
-    """Pool initializer: this worker exits when the process that started it dies.
-
-    A killed `bertlab-prepare` would otherwise leave its workers building shards into an
-    abandoned directory for minutes. Linux kills the worker the moment its parent dies
-    (PR_SET_PDEATHSIG); elsewhere a daemon thread checks the parent once a second.
-    """
-    if sys.platform.startswith("linux") and _set_parent_death_signal(signal.SIGKILL):
-        if os.getppid() != parent_pid:  # the parent died before the signal was set
-            os._exit(1)
-        return
-    threading.Thread(target=_exit_when_orphaned, args=(parent_pid,), daemon=True).start()
-
-
-def _set_parent_death_signal(signal_number: int) -> bool:
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        return libc.prctl(PR_SET_PDEATHSIG, signal_number, 0, 0, 0) == 0
-    except (OSError, AttributeError):
-        return False
-
-
-def _exit_when_orphaned(parent_pid: int) -> None:
-    while os.getppid() == parent_pid:
-        time.sleep(1)
-    os._exit(1)
 
 
 class ShardedInstances(Dataset):

@@ -106,13 +106,25 @@ class CorpusSource:
                 f"e.g. {'; '.join(self.skipped.examples)}",
             )
 
-    def texts(self) -> Iterator[str]:
-        """The text of every document (sentences of text files), for training a vocabulary."""
-        for document in self.documents():
-            if isinstance(document, str):
-                yield document
-            else:
-                yield from document
+    def texts(self, sample_bytes: int | None = None) -> Iterator[str]:
+        """The text of the documents (sentences of text files), for training a vocabulary.
+
+        `sample_bytes`: a source larger than that gives every k-th document, k = its size /
+        sample_bytes (a sample spread over the whole corpus); one of unknown size (a Hub
+        stream) gives its first documents up to that many characters.
+        """
+        total = self.total_bytes()
+        every = 1 if sample_bytes is None or not total else -(-total // sample_bytes)
+        budget = sample_bytes if sample_bytes is not None and not total else None
+        for number, document in enumerate(self.documents()):
+            if number % every:
+                continue
+            texts = [document] if isinstance(document, str) else document
+            yield from texts
+            if budget is not None:
+                budget -= sum(len(text) for text in texts)
+                if budget <= 0:
+                    return
 
     def _read(self) -> Iterator[Document]:
         raise NotImplementedError

@@ -1,18 +1,26 @@
 """Pretraining instances (BERT pairs, RoBERTa full sentences), truncation and masking statistics."""
 
 import random
+from collections import Counter
 
 import numpy as np
 import pytest
 
 from bertlab.data.instances import (
+    Instances,
     InstanceSettings,
     MaskingSettings,
+    TokenizedDocuments,
+    _instances_from_document,
+    _truncate,
     create_instances,
     create_packed_instances,
     mask_tokens,
+    pair_instances,
+    tokenize_documents,
     truncate_pair,
 )
+from bertlab.tokenizer import train_wordpiece
 
 MASK_ID = 4
 
@@ -205,3 +213,107 @@ def test_mask_rate_and_the_replace_random_keep_split_are_settings():
     assert masked / chosen == pytest.approx(0.5, abs=0.02)
     assert randomized / chosen == pytest.approx(0.2, abs=0.02)
     assert MaskingSettings(masked_lm_prob=0.3).at_bert_rate() == MaskingSettings()
+
+
+def test_pair_instances_on_flat_arrays_have_berts_layout_and_balanced_labels():
+    docs = documents(count=300, seed=4)
+    pool = TokenizedDocuments.from_lists(docs)
+    settings = InstanceSettings(max_seq_length=48, short_seq_prob=0.1, dupe_factor=3)
+    pairs = pair_instances(pool, len(pool), settings, np.random.default_rng(4))
+    assert len(pairs) > 1500
+    assert (pairs.a_length >= 1).all() and (pairs.b_length >= 1).all()
+    assert (pairs.a_length + pairs.b_length <= settings.max_seq_length - 3).all()
+    assert abs(pairs.is_random_next.mean() - 0.5) < 0.04
+    document_a = pool.tokens[pairs.a_start] // 1000
+    document_b = pool.tokens[pairs.b_start] // 1000
+    np.testing.assert_array_equal(document_a != document_b, pairs.is_random_next)
+    real = ~pairs.is_random_next  # B starts after A ends, in the same document
+    assert (pairs.b_start[real] >= pairs.a_start[real] + pairs.a_length[real]).all()
+
+
+def test_every_pass_cuts_each_document_into_chunks_of_its_sentences():
+    """Without truncation or random segments, a pass's real pairs tile their documents."""
+    docs = [[[1000 * d + s] * 5 for s in range(2 + d % 7)] for d in range(200)]
+    pool = TokenizedDocuments.from_lists(docs)
+    settings = InstanceSettings(max_seq_length=200, short_seq_prob=0.3, dupe_factor=1)
+    pairs = pair_instances(pool, len(pool), settings, np.random.default_rng(0))
+    real = pairs.take(np.flatnonzero(~pairs.is_random_next))
+    covered = np.zeros(len(pool.tokens), dtype=int)
+    for a, la, b, lb in zip(real.a_start, real.a_length, real.b_start, real.b_length, strict=True):
+        assert a + la == b  # A and B are consecutive sentences
+        covered[a : b + lb] += 1
+    assert covered.max() == 1  # no sentence in two chunks of one pass
+    # a two-sentence document is one chunk: A one sentence, B the other
+    assert {5} == {
+        int(la) for la, lb in zip(real.a_length, real.b_length, strict=True) if la + lb == 10
+    }
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_vectorised_truncation_takes_from_the_longer_segment_like_truncate_pair(seed):
+    rng = random.Random(seed)
+    rows = [(rng.randint(1, 90), rng.randint(1, 90)) for _ in range(200)]
+    starts = np.arange(len(rows)) * 1000
+    instances = Instances(
+        starts,
+        np.array([a for a, _ in rows]),
+        starts + 500,
+        np.array([b for _, b in rows]),
+        np.zeros(len(rows), bool),
+    )
+    truncated = _truncate(instances, 61, np.random.default_rng(seed))
+    for row, (a, b) in enumerate(rows):
+        tokens_a, tokens_b = list(range(a)), list(range(500, 500 + b))
+        truncate_pair(tokens_a, tokens_b, 61, random.Random(row))
+        assert truncated.a_length[row] == len(tokens_a)
+        assert truncated.b_length[row] == len(tokens_b)
+        # the kept tokens are a contiguous run of the original segment
+        assert 0 <= truncated.a_start[row] - starts[row] <= a - len(tokens_a)
+        assert 0 <= truncated.b_start[row] - starts[row] - 500 <= b - len(tokens_b)
+
+
+def test_truncation_takes_half_the_tokens_from_the_front():
+    n = 20_000
+    instances = Instances(
+        np.zeros(n, int), np.full(n, 100), np.zeros(n, int), np.full(n, 10), np.zeros(n, bool)
+    )
+    truncated = _truncate(instances, 60, np.random.default_rng(0))
+    assert (truncated.a_length == 50).all()
+    assert truncated.a_start.mean() == pytest.approx(25, abs=0.2)  # 50 fair coins
+
+
+def test_tokenize_documents_gives_each_sentences_ids_in_flat_arrays():
+    tokenizer = train_wordpiece(
+        ["the cat sat on the mat.", "a dog ran.", "Ça va très bien!"], vocab_size=100
+    )
+    docs = [
+        ["the cat sat.", "", "a dog ran on the mat."],
+        ["\x00\x01"],  # nothing left after normalization: dropped
+        ["one [bertlab:sentence-boundary] two", "ça va."],  # the marker text inside a sentence
+        ["the end"],
+    ]
+    flat = tokenize_documents(docs, tokenizer)
+    expected = [
+        [tokenizer.encode(s, add_special_tokens=False).ids for s in doc]
+        for doc in docs
+        if any(tokenizer.encode(s, add_special_tokens=False).ids for s in doc)
+    ]
+    expected = [[s for s in doc if s] for doc in expected]
+    assert flat.to_lists() == expected
+    assert len(flat) == 3 and flat.tokens.dtype == np.int32
+
+
+def test_vectorised_pairs_cut_documents_as_the_reference_loop_does():
+    """With a fixed target length the chunks, so the instances per document, are not random."""
+    docs = documents(count=150, seed=7)
+    settings = InstanceSettings(max_seq_length=64, short_seq_prob=0.0, dupe_factor=1)
+    reference = [
+        instance
+        for d in range(len(docs))
+        for instance in _instances_from_document(docs, d, settings, random.Random(d))
+    ]
+    pool = TokenizedDocuments.from_lists(docs)
+    pairs = pair_instances(pool, len(pool), settings, np.random.default_rng(0))
+    assert Counter(a[0] // 1000 for a, _, _ in reference) == Counter(
+        (pool.tokens[pairs.a_start] // 1000).tolist()
+    )

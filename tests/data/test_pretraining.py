@@ -4,10 +4,6 @@ from __future__ import annotations
 
 import logging
 import re
-import subprocess
-import sys
-import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -136,45 +132,3 @@ def test_a_damaged_entry_without_recorded_sizes_is_named_with_how_to_clear_it(
         handle.truncate(index.stat().st_size - 40)
     with pytest.raises(DataError, match=rf"{re.escape(str(index))}: damaged cache file .*delete"):
         prepared(corpus, tokenizer, tmp_path)
-
-
-WORKER_PARENT = """
-import sys, time
-from concurrent.futures import ProcessPoolExecutor
-import multiprocessing, os
-from bertlab.data.pretraining import end_with_parent
-spawn = multiprocessing.get_context("spawn")
-parent = (os.getpid(),)
-with ProcessPoolExecutor(2, mp_context=spawn, initializer=end_with_parent, initargs=parent) as pool:
-    workers = {pool.submit(os.getpid).result() for _ in range(4)}
-    pool.submit(time.sleep, 600)
-    print(*workers, flush=True)
-    time.sleep(600)
-"""
-
-
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
-def test_preparation_workers_end_with_their_parent(tmp_path):
-    parent = subprocess.Popen(
-        [sys.executable, "-c", WORKER_PARENT], stdout=subprocess.PIPE, text=True
-    )
-    try:
-        workers = [int(pid) for pid in parent.stdout.readline().split()]
-        assert workers and all(_running(pid) for pid in workers)
-        parent.kill()  # as `kill -9` of bertlab-prepare
-        parent.wait()
-        deadline = time.monotonic() + 10
-        while any(_running(pid) for pid in workers) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert not any(_running(pid) for pid in workers)
-    finally:
-        parent.kill()
-
-
-def _running(pid: int) -> bool:
-    """Alive and not a zombie waiting for its new parent to reap it."""
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except FileNotFoundError:
-        return False
-    return state != "Z"

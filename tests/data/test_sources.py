@@ -284,3 +284,26 @@ def test_pretraining_runs_from_parquet_and_save_to_disk(corpus_format, make_conf
     train(cfg)
     results = json.loads((tmp_path / "run" / "results.json").read_text())
     assert results["steps"] == 20 and results["metrics"]["val/mlm_accuracy"] > 0
+
+
+def test_a_vocabulary_is_trained_on_a_sample_spread_over_a_large_corpus(tmp_path):
+    path = tmp_path / "corpus.txt"
+    path.write_text("".join(f"document {d} begins.\nIt ends.\n\n" for d in range(1000)))
+    source = open_source(str(path))
+    assert len(list(source.texts())) == 2000
+    sample = list(source.texts(sample_bytes=path.stat().st_size // 10))
+    assert sample[:4] == ["document 0 begins.", "It ends.", "document 10 begins.", "It ends."]
+    assert len(sample) == 200 and "document 990 begins." in sample
+    assert list(source.texts(sample_bytes=10**9)) == list(source.texts())
+
+
+def test_a_stream_of_unknown_size_gives_its_first_documents_as_the_sample(monkeypatch, tmp_path):
+    path = tmp_path / "corpus.jsonl"
+    write_jsonl(path, [f"Record {n} is here." for n in range(100)])
+    source = open_source(str(path))
+    monkeypatch.setattr(source, "total_bytes", lambda: None)
+    assert list(source.texts(sample_bytes=40)) == [
+        "Record 0 is here.",
+        "Record 1 is here.",
+        "Record 2 is here.",
+    ]
