@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from bertlab.dropout import Dropout, dropout
 from bertlab.errors import ConfigError
 from bertlab.linear_cross_entropy import linear_cross_entropy
 
@@ -153,7 +154,7 @@ class BertEmbeddings(nn.Module):
         if config.type_vocab_size:
             self.token_type_embeddings = nn.Embedding(config.type_vocab_size, config.hidden_size)
         self.LayerNorm = _layer_norm(config) if config.embedding_layer_norm else nn.Identity()
-        self.dropout = nn.Dropout(config.hidden_dropout)
+        self.dropout = Dropout(config.hidden_dropout)
 
     def forward(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor) -> torch.Tensor:
         x = self.word_embeddings(input_ids)  # (B, T, H)
@@ -178,6 +179,32 @@ def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch
     first, second = x.float().chunk(2, dim=-1)
     rotated_half = torch.cat((-second, first), dim=-1)
     return (x.float() * cos + rotated_half * sin).to(x.dtype)
+
+
+def attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    mask: torch.Tensor | None,
+    dropout_p: float = 0.0,
+) -> torch.Tensor:
+    """softmax(q k^T / sqrt(hs), keys where `mask` is True) v, dropout on the weights.
+
+    SDPA, except for attention dropout on a CPU: there SDPA runs its math path anyway
+    (its fused CPU kernel takes no dropout), and written out the same way, the dropout
+    can draw its mask with bertlab.dropout (the faster generator).
+    """
+    if dropout_p == 0.0 or q.device.type != "cpu" or torch.compiler.is_compiling():
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p)
+    return math_attention(q, k, v, mask, dropout_p)
+
+
+def math_attention(q, k, v, mask: torch.Tensor | None, dropout_p: float) -> torch.Tensor:
+    """SDPA's math path: scaled scores, -inf at masked keys, softmax, dropout, weighted sum."""
+    scores = (q * q.shape[-1] ** -0.5) @ k.transpose(-2, -1)  # (B, nh, Q, T)
+    if mask is not None:
+        scores = scores.masked_fill(~mask, float("-inf"))
+    return dropout(scores.softmax(dim=-1), dropout_p) @ v
 
 
 class BertSelfAttention(nn.Module):
@@ -213,9 +240,7 @@ class BertSelfAttention(nn.Module):
             q, k = apply_rotary(q, *rotary), apply_rotary(k, *rotary)
         # attention_mask is (B, 1, 1, T), or (B, 1, T, T) for local attention, True where a
         # key may be attended; SDPA picks a fused kernel (flash / memory-efficient on GPU).
-        y = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=attention_mask, dropout_p=self.dropout_p if self.training else 0.0
-        )
+        y = attention(q, k, v, attention_mask, self.dropout_p if self.training else 0.0)
         B, _, Q, hs = y.shape
         return y.transpose(1, 2).reshape(B, Q, self.num_heads * hs)
 
@@ -235,7 +260,7 @@ class BertSelfOutput(nn.Module):
         self.dense = nn.Linear(input_size, config.hidden_size, bias=config.bias)
         if config.layer_norm_position == "post":
             self.LayerNorm = _layer_norm(config)
-        self.dropout = nn.Dropout(config.hidden_dropout)
+        self.dropout = Dropout(config.hidden_dropout)
 
     def forward(self, x: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
         y = residual + self.dropout(self.dense(x))
@@ -599,7 +624,7 @@ class BertForSequenceClassification(BertPreTrainedModel):
         self.num_labels = num_labels
         self.bert = BertModel(config)
         p = config.hidden_dropout if classifier_dropout is None else classifier_dropout
-        self.dropout = nn.Dropout(p)
+        self.dropout = Dropout(p)
         self.classifier = nn.Linear(config.hidden_size, num_labels)
         self.init_weights()
 
