@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from pytorch_lightning.accelerators import CPUAccelerator
 from rich.progress import (
     BarColumn,
     DownloadColumn,
@@ -81,7 +82,7 @@ class PretrainingDataModule(BertDataModule):
         chunk_chars: int = 4_000_000,
         prepare_workers: int | None = None,
         group_by_length: bool = True,
-        num_workers: int = 1,
+        num_workers: int | None = None,
         pin_memory: bool = False,
         cache_dir: str | None = None,
         seed: int = 12345,
@@ -298,15 +299,25 @@ class PretrainingDataModule(BertDataModule):
         sampler = EpochSampler(
             len(dataset), shuffle, self.seed, lengths=lengths, step_items=batch_size * accumulate
         )
+        workers = self.loader_workers()
         return DataLoader(
             dataset,
             batch_size=batch_size,
             sampler=sampler,
             collate_fn=PretrainingCollator(self.tokenizer.token_to_id("[PAD]")),
-            num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
+            num_workers=workers,
+            persistent_workers=workers > 0,
             pin_memory=self.pin_memory,
         )
+
+    def loader_workers(self) -> int:
+        """`num_workers`, or when null: none beside training on a CPU, whose threads already use
+        every core (a worker process competing with them made the default job 20% slower on 2
+        cores), one beside an accelerator, so reading overlaps its step."""
+        if self.num_workers is not None:
+            return self.num_workers
+        trainer = self.trainer
+        return 0 if trainer is None or isinstance(trainer.accelerator, CPUAccelerator) else 1
 
     def baseline_metrics(self) -> dict[str, float]:
         """Accuracy of always predicting the most frequent masked token / the more frequent NSP

@@ -132,3 +132,21 @@ def test_a_damaged_entry_without_recorded_sizes_is_named_with_how_to_clear_it(
         handle.truncate(index.stat().st_size - 40)
     with pytest.raises(DataError, match=rf"{re.escape(str(index))}: damaged cache file .*delete"):
         prepared(corpus, tokenizer, tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("setting", "accelerator", "workers"),
+    [(None, "cpu", 0), (None, "gpu", 1), (3, "cpu", 3), (0, "gpu", 0)],
+)
+def test_num_workers_null_reads_in_process_on_a_cpu_and_with_one_worker_beside_a_gpu(
+    setting, accelerator, workers
+):
+    from types import SimpleNamespace
+
+    from pytorch_lightning.accelerators import CPUAccelerator
+
+    datamodule = PretrainingDataModule(num_workers=setting)
+    assert datamodule.loader_workers() == (0 if setting is None else setting)  # no trainer yet
+    device = CPUAccelerator() if accelerator == "cpu" else SimpleNamespace()
+    datamodule.trainer = SimpleNamespace(accelerator=device)
+    assert datamodule.loader_workers() == workers
