@@ -60,6 +60,24 @@ def tree_rss_bytes(root: int) -> int:
     return total
 
 
+def run_watched(command: list[str], cwd: Path | None = None) -> tuple[float, int, str]:
+    """Run a bertlab-prepare `command`: (seconds, peak process-tree RSS bytes, output), sampling
+    the tree's memory every 0.1 s; exits naming the failure if the command fails."""
+    started = time.perf_counter()
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=cwd
+    )
+    peak_tree = 0
+    while process.poll() is None:
+        peak_tree = max(peak_tree, tree_rss_bytes(process.pid))
+        time.sleep(0.1)
+    seconds = time.perf_counter() - started
+    output = process.stdout.read()
+    if process.returncode != 0:
+        raise SystemExit(f"bertlab-prepare failed ({process.returncode}):\n{output[-3000:]}")
+    return seconds, peak_tree, output
+
+
 def run_prepare(corpus: Path, work: Path) -> tuple[float, int, int, str]:
     """(seconds, peak tree RSS bytes, peak single-process RSS bytes, output)."""
     command = [
@@ -70,18 +88,7 @@ def run_prepare(corpus: Path, work: Path) -> tuple[float, int, int, str]:
         f"cache_dir={work / 'cache'}",
         f"hydra.run.dir={work / 'run'}",
     ]
-    started = time.perf_counter()
-    process = subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=work
-    )
-    peak_tree = 0
-    while process.poll() is None:
-        peak_tree = max(peak_tree, tree_rss_bytes(process.pid))
-        time.sleep(0.1)
-    seconds = time.perf_counter() - started
-    output = process.stdout.read()
-    if process.returncode != 0:
-        raise SystemExit(f"bertlab-prepare failed ({process.returncode}):\n{output[-3000:]}")
+    seconds, peak_tree, output = run_watched(command, cwd=work)
     peak_single = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024  # KiB on Linux
     return seconds, peak_tree, peak_single, output
 

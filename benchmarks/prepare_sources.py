@@ -21,14 +21,13 @@ import argparse
 import json
 import resource
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 from common import generated_vocabulary, load, machine
-from prepare import tree_rss_bytes
+from prepare import run_watched
 
 from bertlab.tokenizer import save_tokenizer, train_wordpiece
 
@@ -100,17 +99,10 @@ def run_prepare(corpus: Path, work: Path, workers: int, splitter: str) -> dict:
         f"cache_dir={cache}",
         f"hydra.run.dir={work / 'run'}",
     ]
-    started = time.perf_counter()
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    peak_tree = 0
-    while process.poll() is None:
-        peak_tree = max(peak_tree, tree_rss_bytes(process.pid))
-        time.sleep(0.1)
-    seconds = time.perf_counter() - started
-    output = process.stdout.read()
-    shutil.rmtree(cache, ignore_errors=True)  # the next run's disk
-    if process.returncode != 0:
-        raise SystemExit(f"bertlab-prepare failed ({process.returncode}):\n{output[-3000:]}")
+    try:
+        seconds, peak_tree, output = run_watched(command)
+    finally:
+        shutil.rmtree(cache, ignore_errors=True)  # the next run's disk
     return {"seconds": seconds, "peak_tree": peak_tree, "output": output}
 
 
