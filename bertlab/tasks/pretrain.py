@@ -71,53 +71,52 @@ class PretrainingModule(BertTaskModule):
         )
         return mlm_loss, predictions, masked_labels[masked_positions >= 0], nsp_logits
 
-    def _shared_step(self, batch: dict, split: str):
+    def _shared_step(self, batch: dict, split: str, log_all: bool = True):
+        """The loss. `log_all=False`, on the training steps the loggers skip: the accuracies
+        are only accumulated for the epoch, and only the progress bar's loss is logged."""
         mlm_loss, predictions, masked_labels, nsp_logits = self._mlm(batch)
         log = {"loss": mlm_loss, "mlm_loss": mlm_loss}
         if self.nsp:
             nsp_loss = F.cross_entropy(nsp_logits.float(), batch["next_sentence_labels"])
             log |= {"loss": mlm_loss + nsp_loss, "nsp_loss": nsp_loss}
+        accuracies = {"mlm_accuracy": (predictions, masked_labels)}
+        if self.nsp:
+            accuracies["nsp_accuracy"] = (nsp_logits.argmax(-1), batch["next_sentence_labels"])
 
-        mlm_accuracy = self.metrics[f"{split}_mlm_accuracy"]
-        mlm_accuracy(predictions, masked_labels)
-        if split == "val" and not self.hparams.separate_mlm_at_15:  # training masks at 15%
-            self.metrics["val_mlm_accuracy_at_15"](predictions, masked_labels)
-            self.log(MLM_AT_15, self.metrics["val_mlm_accuracy_at_15"], **_EPOCH)
         on_step = split == "train"
-        batch_size = batch["input_ids"].shape[0]
-        for name, value in log.items():
+        for name, value in (log if log_all else {"loss": log["loss"]}).items():
             self.log(
                 f"{split}/{name}",
                 value,
                 on_step=on_step,
                 on_epoch=not on_step,
-                batch_size=batch_size,
+                batch_size=batch["input_ids"].shape[0],
                 prog_bar=name == "loss",
                 sync_dist=not on_step,
                 add_dataloader_idx=False,
             )
-        self.log(
-            f"{split}/mlm_accuracy",
-            mlm_accuracy,
-            on_step=on_step,
-            on_epoch=True,
-            prog_bar=split == "val",
-            add_dataloader_idx=False,
-        )
-        if self.nsp:
-            nsp_accuracy = self.metrics[f"{split}_nsp_accuracy"]
-            nsp_accuracy(nsp_logits.argmax(-1), batch["next_sentence_labels"])
+        for name, (predicted, labels) in accuracies.items():
+            metric = self.metrics[f"{split}_{name}"]
+            if not log_all:  # forward() would also compute the batch's own accuracy
+                metric.update(predicted, labels)
+                continue
+            metric(predicted, labels)
+            # Logging the metric object lets Lightning compute (synced) and reset it per epoch.
             self.log(
-                f"{split}/nsp_accuracy",
-                nsp_accuracy,
+                f"{split}/{name}",
+                metric,
                 on_step=on_step,
                 on_epoch=True,
+                prog_bar=split == "val" and name == "mlm_accuracy",
                 add_dataloader_idx=False,
             )
+        if split == "val" and not self.hparams.separate_mlm_at_15:  # training masks at 15%
+            self.metrics["val_mlm_accuracy_at_15"](predictions, masked_labels)
+            self.log(MLM_AT_15, self.metrics["val_mlm_accuracy_at_15"], **_EPOCH)
         return log["loss"]
 
     def training_step(self, batch: dict, batch_idx: int):
-        return self._shared_step(batch, "train")
+        return self._shared_step(batch, "train", log_all=self.logs_this_step(batch_idx))
 
     def validation_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0):
         if dataloader_idx == 0:

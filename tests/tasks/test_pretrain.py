@@ -1,0 +1,90 @@
+"""PretrainingModule's logging: per-step values only on the steps the loggers write, epoch
+accuracies over every batch."""
+
+from __future__ import annotations
+
+import csv
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.loggers import CSVLogger
+
+from bertlab.tasks.pretrain import PretrainingModule
+
+from support.models import BERTLAB_MODEL
+
+VOCAB, BATCH, LENGTH, PREDICTIONS = 50, 4, 16, 3
+STEPS, LOG_EVERY = 10, 4
+
+
+def batches(seed: int = 0) -> list[dict]:
+    generator = torch.Generator().manual_seed(seed)
+    out = []
+    for _ in range(STEPS):
+        positions = torch.stack(
+            [
+                torch.randperm(LENGTH - 1, generator=generator)[:PREDICTIONS] + 1
+                for _ in range(BATCH)
+            ]
+        )
+        out.append(
+            {
+                "input_ids": torch.randint(5, VOCAB, (BATCH, LENGTH), generator=generator),
+                "token_type_ids": torch.zeros(BATCH, LENGTH, dtype=torch.long),
+                "attention_mask": torch.ones(BATCH, LENGTH, dtype=torch.long),
+                "masked_positions": positions,
+                "masked_labels": torch.randint(5, VOCAB, (BATCH, PREDICTIONS), generator=generator),
+                "next_sentence_labels": torch.randint(0, 2, (BATCH,), generator=generator),
+            }
+        )
+    return out
+
+
+def test_epoch_accuracies_count_every_batch_and_steps_log_only_when_written(tmp_path: Path):
+    model = dict(BERTLAB_MODEL, hidden_dropout=0.0, attention_dropout=0.0)
+    # lr 0: the weights stay as they are, so each batch's predictions can be recomputed after.
+    optimizer = {"_target_": "torch.optim.SGD", "lr": 0.0, "warmup_ratio": 0.0}
+    module = PretrainingModule(model=model, optimizer=optimizer, vocab_size=VOCAB)
+    data = batches()
+    logged = Counter()
+    log = module.log
+
+    def counting_log(name, *args, **kwargs):
+        logged[name] += 1
+        return log(name, *args, **kwargs)
+
+    module.log = counting_log
+    trainer = pl.Trainer(
+        max_steps=STEPS,
+        log_every_n_steps=LOG_EVERY,
+        logger=CSVLogger(tmp_path, name="", version=""),
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        accelerator="cpu",
+    )
+    trainer.fit(module, train_dataloaders=torch.utils.data.DataLoader(data, batch_size=None))
+
+    correct = total = nsp_correct = 0
+    with torch.no_grad():
+        for batch in data:
+            _, predictions, labels, nsp_logits = module._mlm(batch)
+            correct += int((predictions == labels).sum())
+            total += labels.numel()
+            nsp_correct += int((nsp_logits.argmax(-1) == batch["next_sentence_labels"]).sum())
+    rows = list(csv.DictReader((tmp_path / "metrics.csv").open()))
+    epoch = next(row for row in rows if row.get("train/mlm_accuracy_epoch"))
+    assert float(epoch["train/mlm_accuracy_epoch"]) == pytest.approx(correct / total)
+    assert float(epoch["train/nsp_accuracy_epoch"]) == pytest.approx(nsp_correct / (STEPS * BATCH))
+
+    # The progress bar's loss every step; the rest on the first batch and the written steps.
+    assert logged["train/loss"] == STEPS
+    assert logged["train/mlm_accuracy"] == logged["train/samples_per_sec"] == 3
+    stepped = [row for row in rows if row.get("train/loss")]
+    assert [int(row["step"]) for row in stepped] == [3, 7]  # global steps 4 and 8
+    for row in stepped:
+        assert row["train/mlm_accuracy_step"] and row["train/nsp_loss"], row
+        assert row["train/samples_per_sec"], row
