@@ -196,6 +196,72 @@ def print_limit(device: str, precision: str, limit: float) -> None:
     )
 
 
+# ---- Where a step's time goes: its matrix products against the rest --------------------
+
+# Profiler names of the dense products and how to read their FLOPs off the input shapes
+# (torch.profiler record_shapes): (m, k) @ (k, n), batched, and the addmm/addmv variants.
+PRODUCT_OPERANDS = {
+    "aten::mm": (0, 1),
+    "aten::addmm": (1, 2),
+    "aten::addmm_": (1, 2),
+    "aten::bmm": (0, 1),
+    "aten::baddbmm": (1, 2),
+    "aten::addmv_": (1, 2),
+    "aten::addmv": (1, 2),
+}
+
+
+def product_flops(name: str, shapes: list) -> float:
+    """Multiply-add FLOPs (2 per multiply-add) of one profiled dense product."""
+    a, b = (shapes[i] for i in PRODUCT_OPERANDS[name])
+    batch = a[0] if len(a) == 3 else 1
+    m, k = a[-2:]
+    n = b[-1] if len(b) >= 2 else 1  # addmv: a vector
+    return 2.0 * batch * m * k * n
+
+
+def step_breakdown(step: Callable[[], None], steps: int = 3) -> dict:
+    """CPU seconds per step in the dense matrix products, their FLOPs, and the whole step.
+
+    Profiled (torch.profiler, shapes recorded) over `steps` steps after one warm-up, so the
+    products run in the cache state the step leaves them. If everything else cost nothing,
+    the step would take `product_seconds`: `product_flops / product_seconds` is the rate the
+    step's own products reach at their shapes, the ceiling of the step's share of the
+    machine's matmul rate. CPU only (on a GPU the kernels run asynchronously).
+    """
+    from torch.profiler import ProfilerActivity, profile
+
+    step()
+    started = time.perf_counter()
+    with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as profiler:
+        for _ in range(steps):
+            step()
+    whole = (time.perf_counter() - started) / steps
+    seconds = flops = 0.0
+    for event in profiler.events():
+        if event.name in PRODUCT_OPERANDS and event.input_shapes:
+            seconds += event.self_cpu_time_total / 1e6
+            flops += product_flops(event.name, event.input_shapes)
+    return {
+        "step_seconds": whole,
+        "product_seconds": seconds / steps,
+        "product_flops": flops / steps,
+    }
+
+
+def breakdown_lines(name: str, breakdown: dict, limit: float) -> str:
+    """The breakdown as two lines: products' time and rate, and what the rest costs."""
+    step, products = breakdown["step_seconds"], breakdown["product_seconds"]
+    rate = breakdown["product_flops"] / products if products else 0.0
+    return (
+        f"  {name:<28} step {step * 1e3:7.1f} ms (profiled): matrix products "
+        f"{products * 1e3:.1f} ms ({products / step:.0%}) at {rate / 1e9:.1f} GFLOP/s = "
+        f"{rate / limit:.1%} of the matmul rate;\n"
+        f"  {'':<28} the rest {(step - products) * 1e3:.1f} ms. With the rest free the step "
+        f"would run at that {rate / limit:.1%}: its ceiling at these shapes"
+    )
+
+
 # ---- Useful model FLOPs of a training step --------------------------------------------
 
 

@@ -4,6 +4,12 @@ and bertlab-embed's encoder against transformers on the same batches; int8's acc
 python benchmarks/inference.py                         # model=base, batch 1 and 32, sequence 128
 python benchmarks/inference.py --repetitions 1 --batch-sizes 1    # a smoke run
 python benchmarks/inference.py --checkpoint best.ckpt --dev dev.jsonl   # int8 on a real task
+python benchmarks/inference.py --breakdown --skip-accuracy   # + the ceiling of ONNX Runtime fp32
+
+`--breakdown` profiles, per batch size, eager PyTorch's forward (its matrix products against
+the rest, torch.profiler) and ONNX Runtime fp32's (its own profiler: the MatMul/Gemm nodes
+against all nodes), and prints the most ONNX Runtime could gain over eager if everything but
+its matrix products were free: eager's time over ONNX Runtime's product time.
 
 Throughput: every side gets the very same int64 batches (random token ids, all 128 real
 tokens, random init is fine for speed) and computes what bertlab-predict computes per batch:
@@ -33,6 +39,7 @@ from pathlib import Path
 
 import torch
 from common import (
+    breakdown_lines,
     classification_flops,
     generated_vocabulary,
     hf_config,
@@ -43,6 +50,7 @@ from common import (
     model_settings,
     print_limit,
     report,
+    step_breakdown,
 )
 
 from bertlab.checkpoints.export import export_module
@@ -77,6 +85,11 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--checkpoint", help="a fine-tuned classification .ckpt for accuracy")
     parser.add_argument("--dev", help="JSON Lines with text (+ text_pair) and label, for accuracy")
     parser.add_argument("--skip-accuracy", action="store_true")
+    parser.add_argument(
+        "--breakdown",
+        action="store_true",
+        help="profile eager and ONNX Runtime fp32: matrix products against the rest",
+    )
     return parser.parse_args()
 
 
@@ -211,6 +224,64 @@ def throughput(args: argparse.Namespace, limit: float, work: Path) -> None:
         print(f"\nmeasuring: {title}", flush=True)
         rates = interleaved_rates(embedding_sides(module, hf_model, inputs), args.repetitions)
         report(title, rates, "transformers BertModel", "bertlab encoder", flops, limit)
+        if args.breakdown:
+            ceiling(module, work / "exported" / "model.onnx", inputs[0], args.threads, limit)
+
+
+# ---- the ceiling: matrix products against the rest ----------------------------------------
+
+# ONNX Runtime's CPU matrix-product kernels (the rest is element-wise work, copies, softmax).
+ONNX_PRODUCTS = {"MatMul", "Gemm", "FusedMatMul", "MatMulInteger", "DynamicQuantizeMatMul"}
+
+
+def onnx_node_seconds(model_file: Path, batch: dict, threads: int, runs: int = 5) -> dict:
+    """Seconds per run of ONNX Runtime's matrix-product nodes and of all nodes (its profiler)."""
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+    options.log_severity_level = 3
+    session = onnxruntime.InferenceSession(
+        str(model_file), options, providers=["CPUExecutionProvider"]
+    )
+    feed = {i.name: batch[i.name].numpy() for i in session.get_inputs()}
+    session.run(None, feed)  # warm-up, before profiling starts
+    options.enable_profiling = True
+    options.profile_file_prefix = str(model_file.parent / "profile")
+    profiled = onnxruntime.InferenceSession(
+        str(model_file), options, providers=["CPUExecutionProvider"]
+    )
+    profiled.run(None, feed)  # its own warm-up: dropped below with the first run's events
+    for _ in range(runs):
+        profiled.run(None, feed)
+    events = json.loads(Path(profiled.end_profiling()).read_text())
+    nodes = [e for e in events if e.get("cat") == "Node" and e["name"].endswith("_kernel_time")]
+    per_run = len(nodes) // (runs + 1)
+    timed = nodes[per_run:]  # the runs after the warm-up
+    products = sum(e["dur"] for e in timed if e["args"].get("op_name") in ONNX_PRODUCTS)
+    return {
+        "product_seconds": products / 1e6 / runs,
+        "node_seconds": sum(e["dur"] for e in timed) / 1e6 / runs,
+    }
+
+
+def ceiling(module, model_file: Path, batch: dict, threads: int, limit: float) -> None:
+    """Print eager's and ONNX Runtime fp32's breakdowns and the most ONNX Runtime could gain."""
+    task_model = torch_task_model(module)
+    eager = step_breakdown(lambda: classify(task_model, batch))
+    print(breakdown_lines("bertlab torch (forward)", eager, limit))
+    onnx = onnx_node_seconds(model_file, batch, threads)
+    products, nodes = onnx["product_seconds"], onnx["node_seconds"]
+    rest = nodes - products
+    print(
+        f"  {'onnx fp32 (profiler)':<28} nodes {nodes * 1e3:.1f} ms: matrix products "
+        f"{products * 1e3:.1f} ms ({products / nodes:.0%}), the rest {rest * 1e3:.1f} ms"
+    )
+    print(
+        f"  ceiling of onnx fp32 / bertlab torch, with all but its products free: "
+        f"{eager['step_seconds'] / products:.2f}x"
+    )
 
 
 # ---- int8 accuracy ------------------------------------------------------------------------

@@ -21,6 +21,7 @@ figure for both sides).
     python benchmarks/pretrain_step.py                  # model=tiny and model=mini
     python benchmarks/pretrain_step.py --models mini --repetitions 9
     python benchmarks/pretrain_step.py --models tiny --steps 1 --repetitions 1   # a smoke run
+    python benchmarks/pretrain_step.py --breakdown      # + where each side's step time goes
     python benchmarks/pretrain_step.py --device cuda --precision bf16 --models base \
         --batch-size 256 --steps 20
 """
@@ -33,6 +34,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 from common import (
+    breakdown_lines,
     hf_config,
     interleaved_rates,
     load,
@@ -42,6 +44,7 @@ from common import (
     pretraining_flops,
     print_limit,
     report,
+    step_breakdown,
     synchronize,
 )
 
@@ -196,6 +199,11 @@ def main() -> None:
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
     parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
     parser.add_argument("--compile", action="store_true", help="torch.compile both sides")
+    parser.add_argument(
+        "--breakdown",
+        action="store_true",
+        help="profile each side's step: its matrix products' time and rate, and the rest (CPU)",
+    )
     args = parser.parse_args()
     torch.manual_seed(0)
     print(f"machine: {machine()}; {load()}")
@@ -209,14 +217,13 @@ def main() -> None:
     backend = "inductor" if args.compile else None
     for name in args.models:
         settings = model_settings(name)
-        sides = {
-            side: steps_of(
-                build(settings, batch, args.device, args.precision, backend),
-                args.steps,
-                args.batch_size,
-                args.device,
-            )
+        steps = {
+            side: build(settings, batch, args.device, args.precision, backend)
             for side, build in (("transformers", transformers_step), ("bertlab", bertlab_step))
+        }
+        sides = {
+            side: steps_of(step, args.steps, args.batch_size, args.device)
+            for side, step in steps.items()
         }
         rates = interleaved_rates(sides, args.repetitions)
         report(
@@ -229,6 +236,9 @@ def main() -> None:
             flops_per_sample=pretraining_flops(settings, args.seq_len, masked, VOCAB_SIZE),
             limit=limit,
         )
+        if args.breakdown and args.device == "cpu":
+            for side, step in steps.items():
+                print(breakdown_lines(side, step_breakdown(step, args.steps), limit))
 
 
 if __name__ == "__main__":

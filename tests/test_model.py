@@ -8,7 +8,9 @@ from bertlab.model import (
     BertForPreTraining,
     BertForQuestionAnswering,
     BertForSequenceClassification,
+    BertSelfAttention,
     count_parameters,
+    join_projections,
 )
 
 SMALL = BertConfig(vocab_size=120, num_layers=2, hidden_size=32, num_heads=4, intermediate_size=64)
@@ -228,3 +230,30 @@ def test_validation_names_the_keys_before_any_work(make_config):
 
     with pytest.raises(ConfigError, match="model.global_attn_every_n_layers=1"):
         validate_config(make_config("model.local_attention=64"))
+
+
+def test_joined_projections_are_made_once_and_never_outlive_the_weights(model, monkeypatch):
+    inputs = batch([10, 7], 10)
+    with torch.no_grad():
+        expected = model(*inputs)[0]
+    join_projections(model)
+    joins = []
+    original = BertSelfAttention.join
+    monkeypatch.setattr(
+        BertSelfAttention, "join", staticmethod(lambda *p: joins.append(p) or original(*p))
+    )
+    with torch.inference_mode():
+        torch.testing.assert_close(model(*inputs)[0], expected, rtol=0, atol=0)
+    assert joins == []  # every layer used the copy joined once
+
+    # New weights (as load_state_dict writes them): the old copy is not used.
+    torch.manual_seed(1)
+    other = BertForPreTraining(SMALL).eval()
+    model.load_state_dict(other.state_dict())
+    with torch.inference_mode():
+        torch.testing.assert_close(model(*inputs)[0], other(*inputs)[0], rtol=0, atol=0)
+    assert joins  # joined on the call again
+
+    join_projections(model)
+    model.train()  # training drops the copy
+    assert all(m.joined is None for m in model.modules() if isinstance(m, BertSelfAttention))

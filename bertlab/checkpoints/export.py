@@ -30,7 +30,7 @@ from bertlab.checkpoints.hf import (
 )
 from bertlab.checkpoints.restore import load_module
 from bertlab.errors import CheckpointError, ConfigError, UserError
-from bertlab.model import BertConfig, BertForSequenceClassification
+from bertlab.model import BertConfig, BertForSequenceClassification, join_projections
 from bertlab.tasks.base import BertTaskModule
 from bertlab.tasks.classify import ClassificationModule
 from bertlab.tasks.qa import QuestionAnsweringModule
@@ -45,12 +45,14 @@ class ServingModel(nn.Module):
     """The task network with the deployed inputs and outputs (regression: scores (B,)).
 
     The encoder always applies the padding mask: a traced graph must not keep the
-    shortcut for unpadded batches (it branches on tensor values).
+    shortcut for unpadded batches (it branches on tensor values). Query, key and value are
+    joined first (as the torch inference path runs them), so every export holds one (H, 3H)
+    weight, which int8 quantization then stores as int8 too, whoever loaded the module.
     """
 
     def __init__(self, module: BertTaskModule):
         super().__init__()
-        self.model = module.model
+        self.model = join_projections(module.model)
         self.model.bert.always_mask_keys = True
         self.regression = bool(module.hparams.get("regression", False))
 

@@ -14,7 +14,7 @@ from tokenizers import Tokenizer
 from bertlab.checkpoints.hf import read_hf_config
 from bertlab.checkpoints.init import CHECKPOINT, HF_DIRECTORY, ResolvedInit, resolve
 from bertlab.errors import CheckpointError
-from bertlab.model import BertConfig, BertModel
+from bertlab.model import BertConfig, BertModel, join_projections
 from bertlab.tasks.base import BertTaskModule
 from bertlab.tasks.classify import ClassificationModule
 from bertlab.tasks.pretrain import PretrainingModule
@@ -127,11 +127,12 @@ def _hf_tokenizer(source: ResolvedInit) -> Tokenizer:
 
 
 def load_encoder(path: str | Path) -> tuple[BertModel, Tokenizer]:
-    """The BERT encoder of a bertlab checkpoint, a Hugging Face directory or `hf:NAME`."""
+    """The BERT encoder of a bertlab checkpoint, a Hugging Face directory or `hf:NAME`, ready
+    for inference (eval mode, projections joined)."""
     source = resolve(path, key=None)
     if source.kind != HF_DIRECTORY:
         module, tokenizer = _load_bertlab_module(source)
-        return module.model.bert.eval(), tokenizer
+        return join_projections(module.model.bert), tokenizer
     encoder = BertModel(BertConfig.from_dict(source.architecture))
     weights = {
         key.removeprefix("bert."): value
@@ -143,4 +144,4 @@ def load_encoder(path: str | Path) -> tuple[BertModel, Tokenizer]:
     missing = [key for key in missing if not key.startswith("pooler.")]
     if missing:
         raise CheckpointError(f"{path}: the weights lack encoder parameters, e.g. {missing[0]}")
-    return encoder.eval(), _hf_tokenizer(source)
+    return join_projections(encoder), _hf_tokenizer(source)

@@ -77,6 +77,7 @@ class PretrainingDataModule(BertDataModule):
         mask_token_prob: float = 0.8,
         random_token_prob: float = 0.1,
         nsp: bool = True,
+        dropout: bool = True,
         masking: str = "static",
         val_fraction: float = 0.05,
         chunk_chars: int = 4_000_000,
@@ -105,7 +106,7 @@ class PretrainingDataModule(BertDataModule):
         self.sentence_splitter = sentence_splitter
         self._source: CorpusSource | None = None
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size or batch_size
-        self.nsp = nsp
+        self.nsp, self.dropout = nsp, dropout
         self.instance_settings = InstanceSettings(
             max_seq_length, short_seq_prob, dupe_factor, seed, nsp
         )
@@ -285,9 +286,11 @@ class PretrainingDataModule(BertDataModule):
         return [loader, self._loader(self.val_set_at_15, self.eval_batch_size, shuffle=False)]
 
     def module_kwargs(self) -> dict:
-        """Whether the model has an NSP head; whether 15% masking comes as a second val loader."""
+        """Whether the model has an NSP head; whether 15% masking comes as a second val loader;
+        whether the network trains with dropout (`task.dropout`, read by the module)."""
         return {
             "nsp": self.nsp,
+            "dropout": self.dropout,
             "separate_mlm_at_15": self.masking_settings.at_bert_rate() != self.masking_settings,
         }
 

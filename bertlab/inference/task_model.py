@@ -16,6 +16,7 @@ from typing import Any
 import torch
 
 from bertlab.errors import CheckpointError
+from bertlab.model import join_projections
 from bertlab.tasks.base import BertTaskModule
 from bertlab.tasks.classify import ClassificationModule
 from bertlab.tasks.qa import QuestionAnsweringModule
@@ -49,9 +50,9 @@ def task_kind(module: BertTaskModule) -> str:
 
 
 def torch_task_model(module: BertTaskModule) -> TaskModel:
-    """`module`'s network run by PyTorch, in inference mode."""
+    """`module`'s network run by PyTorch, in inference mode (eval, projections joined)."""
     kind = task_kind(module)
-    network = module.model
+    network = join_projections(module.model)
 
     @torch.inference_mode()
     def forward(batch: Batch) -> Outputs:

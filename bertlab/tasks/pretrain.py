@@ -12,10 +12,17 @@ from bertlab.tasks.base import BertTaskModule
 
 # The logged name of masked-LM accuracy on the held-out instances masked at BERT's 15%.
 MLM_AT_15 = "val/mlm_accuracy_at_15"
+# What `dropout=False` turns off while pretraining (the model preset's rates are kept in the
+# checkpoint, so fine-tuning from it applies them).
+NO_DROPOUT = {"hidden_dropout": 0.0, "attention_dropout": 0.0}
 
 
 class PretrainingModule(BertTaskModule):
     """Loss = MLM cross-entropy over masked tokens (+ NSP cross-entropy).
+
+    `dropout=False` pretrains without dropout, whatever the model preset's rates (cramming's
+    `pretrain_in_train_mode: false`): the network is built with rate 0, while the
+    hyperparameters, and so the checkpoint, keep the preset's rates for fine-tuning.
 
     Validation also reports masked-LM accuracy at 15% masking (`val/mlm_accuracy_at_15`):
     from the same pass when training masks as BERT does, else from a second validation
@@ -29,6 +36,7 @@ class PretrainingModule(BertTaskModule):
         vocab_size: int,
         nsp: bool = True,
         separate_mlm_at_15: bool = False,
+        dropout: bool = True,
         **task_settings,
     ):
         super().__init__(
@@ -37,11 +45,13 @@ class PretrainingModule(BertTaskModule):
             vocab_size,
             nsp=nsp,
             separate_mlm_at_15=separate_mlm_at_15,
+            dropout=dropout,
             **task_settings,
         )
         self.nsp = nsp
+        rates = {} if dropout else NO_DROPOUT
         self.model = BertForPreTraining(
-            BertConfig.from_dict(model, vocab_size=vocab_size), next_sentence=nsp
+            BertConfig.from_dict(model, vocab_size=vocab_size, **rates), next_sentence=nsp
         )
 
         def mlm_accuracy() -> MulticlassAccuracy:

@@ -87,3 +87,24 @@ def test_transformers_runs_length_grouped_with_fused_adamw(common, tmp_path):
         model=BertForSequenceClassification(config), args=arguments, train_dataset=dataset
     )
     assert isinstance(trainer._get_train_sampler(), LengthGroupedSampler)
+
+
+def test_step_breakdown_counts_each_products_flops_once(common):
+    import torch
+
+    a, b = torch.randn(64, 32), torch.randn(32, 48)
+    batched = torch.randn(3, 16, 8), torch.randn(3, 8, 4)
+    layer = torch.nn.Linear(32, 10)  # addmm: bias + (64, 32) @ (32, 10)
+
+    def step():
+        torch.mm(a, b)
+        torch.bmm(*batched)
+        layer(a)
+        torch.relu(a)  # not a product
+
+    expected = 2 * 64 * 32 * 48 + 2 * 3 * 16 * 8 * 4 + 2 * 64 * 32 * 10
+    breakdown = common.step_breakdown(step, steps=2)
+    assert breakdown["product_flops"] == expected
+    assert 0 < breakdown["product_seconds"] < breakdown["step_seconds"]
+    lines = common.breakdown_lines("side", breakdown, limit=1e11)
+    assert "matrix products" in lines and "of the matmul rate" in lines

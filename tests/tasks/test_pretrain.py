@@ -1,5 +1,6 @@
-"""PretrainingModule's logging: per-step values only on the steps the loggers write, epoch
-accuracies over every batch."""
+"""PretrainingModule: per-step values logged only on the steps the loggers write, epoch
+accuracies over every batch; `task.dropout=false` pretrains without dropout and keeps the
+model's rates for fine-tuning."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.loggers import CSVLogger
 
+from bertlab.checkpoints.init import init_model_config, resolve
+from bertlab.model import BertConfig
 from bertlab.tasks.pretrain import PretrainingModule
 
 from support.models import BERTLAB_MODEL
@@ -88,3 +91,45 @@ def test_epoch_accuracies_count_every_batch_and_steps_log_only_when_written(tmp_
     for row in stepped:
         assert row["train/mlm_accuracy_step"] and row["train/nsp_loss"], row
         assert row["train/samples_per_sec"], row
+
+
+def test_without_dropout_training_steps_repeat_and_the_checkpoint_keeps_the_models_rates(
+    tmp_path: Path,
+):
+    model = dict(BERTLAB_MODEL, hidden_dropout=0.3, attention_dropout=0.2)
+    optimizer = {"_target_": "torch.optim.SGD", "lr": 0.0, "warmup_ratio": 0.0}
+    batch = batches()[0]
+
+    def two_training_losses(module: PretrainingModule) -> tuple[float, float]:
+        module.train()
+        with torch.no_grad():
+            return tuple(float(module._mlm(batch)[0]) for _ in range(2))
+
+    with_dropout = PretrainingModule(model=model, optimizer=optimizer, vocab_size=VOCAB)
+    first, second = two_training_losses(with_dropout)
+    assert first != second  # dropout draws new masks each pass
+
+    module = PretrainingModule(model=model, optimizer=optimizer, vocab_size=VOCAB, dropout=False)
+    first, second = two_training_losses(module)
+    assert first == second
+    with torch.no_grad():
+        assert float(module.eval()._mlm(batch)[0]) == first  # as evaluation computes it
+    module.train()
+
+    trainer = pl.Trainer(
+        max_steps=1,
+        default_root_dir=tmp_path,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        accelerator="cpu",
+    )
+    trainer.fit(module, train_dataloaders=torch.utils.data.DataLoader([batch], batch_size=None))
+    checkpoint = tmp_path / "pretrained.ckpt"
+    trainer.save_checkpoint(checkpoint)
+    # Fine-tuning from the checkpoint (model.init) inherits the model's rates, not zero.
+    fine_tuning = init_model_config(dict(model, hidden_dropout=0.1), resolve(checkpoint))
+    config = BertConfig.from_dict(fine_tuning)
+    assert (config.hidden_dropout, config.attention_dropout) == (0.3, 0.2)
+    reloaded = PretrainingModule.load_from_checkpoint(checkpoint, map_location="cpu")
+    assert reloaded.model.bert.embeddings.dropout.p == 0.0  # resuming pretraining: still none
