@@ -42,7 +42,8 @@ def test_masked_lm_only_at_30_percent_also_reports_accuracy_at_15(
 def test_bert_masking_reports_accuracy_at_15_from_the_same_pass(
     make_config, corpus_file, tmp_path
 ) -> None:
-    train(make_config(*FAST_PRETRAINING, f"task.corpus={corpus_file}", "trainer.max_steps=3"))
+    overrides = [f"task.corpus={corpus_file}", "task.masked_lm_prob=0.15", "trainer.max_steps=3"]
+    train(make_config(*FAST_PRETRAINING, *overrides))
     metrics = results(tmp_path / "run")["metrics"]
     assert metrics["val/mlm_accuracy_at_15"] == metrics["val/mlm_accuracy"]
     assert "val/nsp_accuracy" in metrics
@@ -84,7 +85,18 @@ def test_a_time_budget_ends_with_its_schedule_completed_and_resume_keeps_the_clo
 
 RECIPES = {
     # experiment: what composing it must give (key: value)
-    "roberta": {"task.nsp": False, "task.masking": "dynamic", "task.masked_lm_prob": 0.15},
+    "bert": {
+        "task.dropout": True,
+        "task.masking": "static",
+        "task.masked_lm_prob": 0.15,
+        "optimizer.schedule": "linear",
+    },
+    "roberta": {
+        "task.nsp": False,
+        "task.masking": "dynamic",
+        "task.masked_lm_prob": 0.15,
+        "optimizer.schedule": "linear",
+    },
     "cramming": {
         "model.layer_norm_position": "pre",
         "model.feed_forward": "glu",
@@ -129,4 +141,5 @@ def test_every_recipe_composes_and_trains_at_tiny_size(
     )
     metrics = results(tmp_path / "run")["metrics"]
     assert results(tmp_path / "run")["steps"] == 2
-    assert 0 <= metrics["val/mlm_accuracy_at_15"] <= 1 and "val/nsp_accuracy" not in metrics
+    assert 0 <= metrics["val/mlm_accuracy_at_15"] <= 1
+    assert ("val/nsp_accuracy" in metrics) == cfg.task.nsp  # BERT's recipe alone keeps NSP
