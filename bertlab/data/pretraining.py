@@ -275,6 +275,23 @@ class PretrainingDataModule(BertDataModule):
     def info(self) -> dict:
         return entry_info(self.shard_dir)
 
+    def data_report(self) -> dict:
+        """Instances per split and fingerprints of what made them, so that two runs whose
+        metrics differ show at a glance whether they trained on the same corpus, vocabulary
+        and instances (the instance fingerprint is the cache key, which covers the other two).
+        """
+        counts = entry_info(self.shard_dir)
+        return {
+            "train": {"instances": counts.get("train", 0)},
+            "val": {"instances": counts.get("val", 0)},
+            "skipped_records": counts.get("skipped_records", 0),
+            "fingerprints": {
+                "corpus": self.data_fingerprint(),
+                "tokenizer": fingerprint(self.tokenizer.to_str()),
+                "instances": self.shard_dir.name,
+            },
+        }
+
     def train_dataloader(self) -> DataLoader:
         return self._loader(self.train_set, self.batch_size, shuffle=True)
 

@@ -150,3 +150,20 @@ def test_num_workers_null_reads_in_process_on_a_cpu_and_with_one_worker_beside_a
     device = CPUAccelerator() if accelerator == "cpu" else SimpleNamespace()
     datamodule.trainer = SimpleNamespace(accelerator=device)
     assert datamodule.loader_workers() == workers
+
+
+def test_data_report_counts_instances_and_fingerprints_what_made_them(
+    corpus_and_tokenizer, tmp_path
+):
+    corpus, tokenizer = corpus_and_tokenizer
+    first = prepared(corpus, tokenizer, tmp_path / "a")
+    report = first.data_report()
+    assert report["train"]["instances"] == first.info()["train"] == len(first.train_set) > 0
+    assert report["val"]["instances"] == first.info()["val"] == len(first.val_set) > 0
+    # A build from scratch in another cache gives the same fingerprints: they name the inputs.
+    assert prepared(corpus, tokenizer, tmp_path / "b").data_report() == report
+    other_vocab = train_wordpiece(corpus.read_text().splitlines(), vocab_size=150, min_frequency=1)
+    changed = prepared(corpus, other_vocab, tmp_path / "c").data_report()["fingerprints"]
+    assert changed["corpus"] == report["fingerprints"]["corpus"]
+    assert changed["tokenizer"] != report["fingerprints"]["tokenizer"]
+    assert changed["instances"] != report["fingerprints"]["instances"]
