@@ -411,10 +411,14 @@ class ShardedInstances(Dataset):
 
     def _open(self) -> list[tuple[np.ndarray, np.ndarray]]:
         if self._shards is None:  # opened lazily, so each DataLoader worker maps its own
+            # Plain ndarray views of the maps: indexing a np.memmap runs Python code
+            # (__getitem__, __array_finalize__) on every slice, a fifth of an item's cost.
             self._shards = [
                 (
-                    open_shard_array(p),
-                    open_shard_array(p.with_name(p.name.replace(".index.npy", ".tokens.npy"))),
+                    np.asarray(open_shard_array(p)),
+                    np.asarray(
+                        open_shard_array(p.with_name(p.name.replace(".index.npy", ".tokens.npy")))
+                    ),
                 )
                 for p in self.index_files
             ]
@@ -424,17 +428,22 @@ class ShardedInstances(Dataset):
         epoch, index = item
         shard = bisect_right(self.starts, index) - 1
         index_rows, tokens = self._open()[shard]
-        offset, length_a, length_b, is_random_next = index_rows[index - self.starts[shard]][
-            [OFFSET, LENGTH_A, LENGTH_B, IS_RANDOM_NEXT]
-        ]
-        pair = tokens[offset : offset + length_a + length_b].astype(np.int64)
+        row = index_rows[index - self.starts[shard]].tolist()
+        offset, length_a, length_b = row[OFFSET], row[LENGTH_A], row[LENGTH_B]
+        pair = tokens[offset : offset + length_a + length_b]
         cls, sep = self.special.cls, self.special.sep
-        token_type_ids = np.zeros(length_a + length_b + 2 + self.pairs, dtype=np.int64)
+        # [CLS] A [SEP] B [SEP], or for a packed segment [CLS] A [SEP] (its inner [SEP]s
+        # mark document boundaries), written into place rather than concatenated.
+        input_ids = np.empty(len(pair) + 2 + self.pairs, dtype=np.int64)
+        input_ids[0], input_ids[-1] = cls, sep
+        token_type_ids = np.zeros(len(input_ids), dtype=np.int64)
         if self.pairs:
-            input_ids = np.concatenate([[cls], pair[:length_a], [sep], pair[length_a:], [sep]])
+            input_ids[1 : length_a + 1] = pair[:length_a]
+            input_ids[length_a + 1] = sep
+            input_ids[length_a + 2 : -1] = pair[length_a:]
             token_type_ids[length_a + 2 :] = 1
-        else:  # a packed segment; [SEP]s inside it mark document boundaries
-            input_ids = np.concatenate([[cls], pair, [sep]])
+        else:
+            input_ids[1:-1] = pair
         candidate = (input_ids != cls) & (input_ids != sep)
 
         rng = np.random.default_rng([self.seed, epoch if self.dynamic else 0, index])
@@ -452,7 +461,7 @@ class ShardedInstances(Dataset):
             "token_type_ids": token_type_ids,
             "masked_positions": positions,
             "masked_labels": labels,
-            "next_sentence_labels": np.int64(is_random_next),
+            "next_sentence_labels": np.int64(row[IS_RANDOM_NEXT]),
         }
 
 

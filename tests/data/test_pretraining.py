@@ -167,3 +167,29 @@ def test_data_report_counts_instances_and_fingerprints_what_made_them(
     assert changed["corpus"] == report["fingerprints"]["corpus"]
     assert changed["tokenizer"] != report["fingerprints"]["tokenizer"]
     assert changed["instances"] != report["fingerprints"]["instances"]
+
+
+@pytest.mark.parametrize("nsp", [True, False])
+def test_an_item_unmasked_is_its_shard_rows_between_cls_and_seps(
+    corpus_and_tokenizer, tmp_path, nsp
+):
+    corpus, tokenizer = corpus_and_tokenizer
+    datamodule = prepared(corpus, tokenizer, tmp_path, nsp=nsp)
+    ids, dataset = special_ids(tokenizer), datamodule.train_set
+    arrays = shard_arrays(datamodule)
+    first = sorted(name for name in arrays if name.startswith("train-"))[:2]
+    index, tokens = (arrays[name] for name in sorted(first))  # *.index.npy, *.tokens.npy
+    for row in range(min(len(index), 40)):
+        offset, length_a, length_b, is_random_next = index[row].tolist()
+        a, b = tokens[offset : offset + length_a], tokens[offset + length_a :][:length_b]
+        if nsp:
+            expected = [ids.cls, *a, ids.sep, *b, ids.sep]
+            types = [0] * (length_a + 2) + [1] * (length_b + 1)
+        else:
+            expected, types = [ids.cls, *a, *b, ids.sep], [0] * (length_a + length_b + 2)
+        item = dataset[(0, row)]
+        restored = item["input_ids"].copy()
+        restored[item["masked_positions"]] = item["masked_labels"]
+        assert restored.tolist() == expected and item["token_type_ids"].tolist() == types
+        assert item["input_ids"].dtype == item["token_type_ids"].dtype == np.int64
+        assert int(item["next_sentence_labels"]) == is_random_next
