@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 import yaml
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
@@ -116,8 +117,11 @@ def machine() -> str:
             if line.startswith("model name"):
                 cpu = line.split(":", 1)[1].strip()
                 break
+    # Virtual machines of one name differ in vector width (and so in speed and in the
+    # order MKL sums in); torch's own detection says which kernels it runs.
+    vectors = torch.backends.cpu.get_cpu_capability()
     return (
-        f"{cpu}, nproc {os.cpu_count()}, torch {torch.__version__}, "
+        f"{cpu} ({vectors}), nproc {os.cpu_count()}, torch {torch.__version__}, "
         f"{torch.get_num_threads()} threads"
     )
 
@@ -353,3 +357,16 @@ def write_generated_corpus(path: Path, megabytes: float, seed: int = 0) -> Path:
             out.write(block)
             written += len(block)
     return path
+
+
+def pretraining_loss(network, batch: dict) -> torch.Tensor:
+    """MLM + NSP loss of bertlab's BertForPreTraining on a collated batch, as
+    PretrainingModule's training step computes it."""
+    mlm_loss, _, nsp_logits = network(
+        batch["input_ids"],
+        batch["token_type_ids"],
+        batch["attention_mask"],
+        batch["masked_positions"],
+        batch["masked_labels"],
+    )
+    return mlm_loss + F.cross_entropy(nsp_logits.float(), batch["next_sentence_labels"])

@@ -32,7 +32,6 @@ import argparse
 from collections.abc import Callable
 
 import torch
-import torch.nn.functional as F
 from common import (
     breakdown_lines,
     hf_config,
@@ -42,6 +41,7 @@ from common import (
     matmul_rate,
     model_settings,
     pretraining_flops,
+    pretraining_loss,
     print_limit,
     report,
     step_breakdown,
@@ -124,14 +124,7 @@ def bertlab_step(
 
     def step() -> None:
         with autocast(device, precision):  # as PretrainingModule's training step
-            mlm_loss, _, nsp_logits = network(
-                batch["input_ids"],
-                batch["token_type_ids"],
-                batch["attention_mask"],
-                batch["masked_positions"],
-                batch["masked_labels"],
-            )
-            loss = mlm_loss + F.cross_entropy(nsp_logits.float(), batch["next_sentence_labels"])
+            loss = pretraining_loss(network, batch)
         loss.backward()
         optimizer.step()
         scheduler.step()
