@@ -37,6 +37,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from bertlab import pipeline
+from bertlab.optim import configure_optimizer
 
 
 def main() -> None:
@@ -63,17 +64,19 @@ def main() -> None:
     print(f"reading an instance: {per_item * 1e6:.0f} us, {per_batch * 1e3:.1f} ms a batch")
 
     loader = iter(datamodule.train_dataloader())
-    batches = [next(loader) for _ in range(args.steps + 1)]
-    network = module.network
-    optimizer = torch.optim.AdamW(network.parameters(), lr=cfg.optimizer.lr, fused=True)
-    network.train()
-    upcoming = itertools.cycle(batches[1:])
+    batches = [next(loader) for _ in range(args.steps)]
+    network = module.network.train()
+    # The job's optimizer (fused AdamW, weight-decay groups) and schedule.
+    built = configure_optimizer(network, dict(cfg.optimizer), total_steps=10_000)
+    optimizer, scheduler = built["optimizer"], built["lr_scheduler"]["scheduler"]
+    upcoming = itertools.cycle(batches)
 
     def step() -> None:
         batch = next(upcoming)
         pretraining_loss(network, batch).backward()
         torch.nn.utils.clip_grad_norm_(network.parameters(), cfg.trainer.gradient_clip_val)
         optimizer.step()
+        scheduler.step()
         optimizer.zero_grad(set_to_none=True)
 
     limit = matmul_rate()
@@ -94,7 +97,7 @@ def main() -> None:
     )
     settings = OmegaConf.to_container(cfg.model, resolve=True)
     flops = 0.0
-    for batch in batches[1:]:
+    for batch in batches:
         tokens = batch["attention_mask"].sum(dim=1).numpy()
         masked = (batch["masked_positions"] >= 0).sum(dim=1).numpy()
         vocab = tokenizer.get_vocab_size()

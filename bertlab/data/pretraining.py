@@ -105,6 +105,7 @@ class PretrainingDataModule(BertDataModule):
         }
         self.sentence_splitter = sentence_splitter
         self._source: CorpusSource | None = None
+        self._identity: object | None = None
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size or batch_size
         self.nsp, self.dropout = nsp, dropout
         self.instance_settings = InstanceSettings(
@@ -154,8 +155,15 @@ class PretrainingDataModule(BertDataModule):
         """About VOCABULARY_SAMPLE_BYTES of documents spread over the corpus (a small one whole)."""
         return self.corpus_source().texts(VOCABULARY_SAMPLE_BYTES)
 
+    def corpus_identity(self) -> object:
+        """The source's identity, computed once: for text files it hashes their contents,
+        which the vocabulary key, the instance key and the run's report all need."""
+        if self._identity is None:
+            self._identity = self.corpus_source().identity()
+        return self._identity
+
     def data_fingerprint(self) -> str:
-        return fingerprint(self.corpus_source().identity())
+        return fingerprint(self.corpus_identity())
 
     def sentence_settings(self) -> tuple:
         """Cache-key part: how whole documents become sentences; none for text files."""
@@ -172,7 +180,7 @@ class PretrainingDataModule(BertDataModule):
         source = self.corpus_source()
         key = fingerprint(
             RECIPE_VERSION,
-            source.identity(),
+            self.corpus_identity(),
             self.tokenizer.to_str(),
             self.instance_settings.to_dict(),
             self.val_fraction,
@@ -280,7 +288,7 @@ class PretrainingDataModule(BertDataModule):
         metrics differ show at a glance whether they trained on the same corpus, vocabulary
         and instances (the instance fingerprint is the cache key, which covers the other two).
         """
-        counts = entry_info(self.shard_dir)
+        counts = self.info()
         return {
             "train": {"instances": counts.get("train", 0)},
             "val": {"instances": counts.get("val", 0)},
