@@ -82,22 +82,31 @@ def fast_training_arguments(output_dir: str, precision: str, device: str, **sett
 
 
 def interleaved_rates(
-    sides: dict[str, Callable[[], int]], repetitions: int, warmup: int = 1
+    sides: dict[str, Callable[[], int]],
+    repetitions: int,
+    warmup: int = 1,
+    limit: MatmulLimit | None = None,
 ) -> dict[str, float]:
     """Median samples/s per side; each call of a side runs some steps and returns its samples."""
-    samples = interleaved_samples(sides, repetitions, warmup)
+    samples = interleaved_samples(sides, repetitions, warmup, limit)
     return {name: statistics.median(values) for name, values in samples.items()}
 
 
 def interleaved_samples(
-    sides: dict[str, Callable[[], int]], repetitions: int, warmup: int = 1
+    sides: dict[str, Callable[[], int]],
+    repetitions: int,
+    warmup: int = 1,
+    limit: MatmulLimit | None = None,
 ) -> dict[str, list[float]]:
-    """Samples/s per side and repetition, the sides alternating within each repetition."""
+    """Samples/s per side and repetition, the sides alternating within each repetition;
+    `limit`, when given, is measured again in every repetition, among the sides."""
     for _ in range(warmup):
         for run in sides.values():
             run()
     rates: dict[str, list[float]] = {name: [] for name in sides}
     for repetition in range(repetitions):
+        if limit is not None:
+            limit.measure()
         # Alternate which side goes first, so neither always follows the other's cache state.
         names = list(sides) if repetition % 2 == 0 else list(reversed(sides))
         for name in names:
@@ -193,11 +202,38 @@ def synchronize(device: str) -> None:
         torch.cuda.synchronize(device)
 
 
-def print_limit(device: str, precision: str, limit: float) -> None:
-    print(
-        f"measured {precision} matmul rate ({device}, {torch.get_num_threads()} threads): "
-        f"{limit / 1e9:.1f} GFLOP/s"
-    )
+class MatmulLimit:
+    """The machine's matrix-multiply rate as the shares use it: the best of its readings.
+
+    A shared virtual machine's speed moves by a third within minutes. Timed once before the
+    sides, the rate could catch a slow moment, and every share measured after it would read
+    high (a product at "117% of the matmul rate"); so benchmarks measure it again in every
+    repetition, among the sides (`interleaved_samples(limit=...)`), and the shares divide
+    by the best reading, which can only make them lower.
+    """
+
+    def __init__(self, device: str = "cpu", precision: str = "fp32", size: int | None = None):
+        self.device, self.precision, self.size = device, precision, size
+        self.readings = [matmul_rate(device, precision, size)]
+
+    def measure(self) -> None:
+        self.readings.append(matmul_rate(self.device, self.precision, self.size, timings=1))
+
+    @property
+    def rate(self) -> float:
+        return max(self.readings)
+
+    def __str__(self) -> str:
+        line = (
+            f"measured {self.precision} matmul rate ({self.device}, "
+            f"{torch.get_num_threads()} threads): {self.rate / 1e9:.1f} GFLOP/s"
+        )
+        if len(self.readings) > 1:
+            line += (
+                f", the best of {len(self.readings)} readings between the repetitions "
+                f"(lowest {min(self.readings) / 1e9:.1f})"
+            )
+        return line
 
 
 # ---- Where a step's time goes: its matrix products against the rest --------------------

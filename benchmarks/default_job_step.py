@@ -23,13 +23,12 @@ from pathlib import Path
 
 import torch
 from common import (
+    MatmulLimit,
     breakdown_lines,
     load,
     machine,
-    matmul_rate,
     pretraining_flops,
     pretraining_loss,
-    print_limit,
     share_line,
     step_breakdown,
 )
@@ -79,17 +78,19 @@ def main() -> None:
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
 
-    limit = matmul_rate()
-    print_limit("cpu", "fp32", limit)
+    limit = MatmulLimit()
     for _ in range(3):  # warm-up
         step()
     started = time.perf_counter()
     for _ in range(args.steps):
         step()
     step_seconds = (time.perf_counter() - started) / args.steps
+    limit.measure()
     # The profiler's own cost lands on the step, not on the products it times.
     breakdown = step_breakdown(step, steps=args.steps)
-    print(breakdown_lines("default job", breakdown, limit))
+    limit.measure()
+    print(limit)
+    print(breakdown_lines("default job", breakdown, limit.rate))
     products = breakdown["product_seconds"]
     print(
         f"  {'':<28} unprofiled step {step_seconds * 1e3:.1f} ms: matrix products "
@@ -103,7 +104,7 @@ def main() -> None:
         vocab = tokenizer.get_vocab_size()
         flops += float(pretraining_flops(settings, tokens, masked, vocab).sum())
     flops /= args.steps
-    print(f"  {'':<28} {share_line(1 / step_seconds, flops, limit)} (unprofiled)")
+    print(f"  {'':<28} {share_line(1 / step_seconds, flops, limit.rate)} (unprofiled)")
 
 
 if __name__ == "__main__":

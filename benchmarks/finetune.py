@@ -33,15 +33,14 @@ from pathlib import Path
 import pytorch_lightning as pl
 import torch
 from common import (
+    MatmulLimit,
     classification_flops,
     fast_training_arguments,
     hf_config,
     interleaved_rates,
     load,
     machine,
-    matmul_rate,
     model_settings,
-    print_limit,
     report,
 )
 from hydra import compose, initialize_config_dir
@@ -259,8 +258,7 @@ def main() -> None:
     parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
     args = parser.parse_args()
     print(f"machine: {machine()}; {load()}")
-    limit = matmul_rate("cpu", args.precision)
-    print_limit("cpu", args.precision, limit)
+    limit = MatmulLimit("cpu", args.precision)
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         cfg = bertlab_config(write_data(work / "data", args.examples), work, args.model)
@@ -275,7 +273,8 @@ def main() -> None:
             ),
             "bertlab": bertlab_run,
         }
-        rates = interleaved_rates(sides, args.repetitions)
+        rates = interleaved_rates(sides, args.repetitions, limit=limit)
+    print(limit)
     report(
         f"fine-tuning, model={args.model}, batch 32, max length 128, {args.examples} "
         f"SST-2-like sentences, {args.precision}",
@@ -283,7 +282,7 @@ def main() -> None:
         baseline="transformers Trainer",
         candidate="bertlab",
         flops_per_sample=float(flops),
-        limit=limit,
+        limit=limit.rate,
     )
 
 

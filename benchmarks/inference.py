@@ -39,6 +39,7 @@ from pathlib import Path
 
 import torch
 from common import (
+    MatmulLimit,
     breakdown_lines,
     classification_flops,
     generated_vocabulary,
@@ -46,9 +47,7 @@ from common import (
     interleaved_rates,
     load,
     machine,
-    matmul_rate,
     model_settings,
-    print_limit,
     report,
     step_breakdown,
 )
@@ -196,7 +195,7 @@ def onnx_models(module, tokenizer, directory: Path, threads: int) -> dict:
     return {"onnx fp32": fp32, "onnx fp32 (optimizer graph)": optimized, "onnx int8": int8}
 
 
-def throughput(args: argparse.Namespace, limit: float, work: Path) -> None:
+def throughput(args: argparse.Namespace, limit: MatmulLimit, work: Path) -> None:
     settings = model_settings(args.model)
     module = build_classifier(args.model)
     hf_model = transformers_classifier(module, settings)
@@ -212,9 +211,10 @@ def throughput(args: argparse.Namespace, limit: float, work: Path) -> None:
         )
         print(f"\nmeasuring: {title}", flush=True)
         rates = interleaved_rates(
-            prediction_sides(module, hf_model, runtimes, inputs), args.repetitions
+            prediction_sides(module, hf_model, runtimes, inputs), args.repetitions, limit=limit
         )
-        report(title, rates, "bertlab torch", "onnx fp32", flops, limit)
+        print(limit)
+        report(title, rates, "bertlab torch", "onnx fp32", flops, limit.rate)
         for name in ("onnx fp32 (optimizer graph)", "onnx int8", "transformers (SDPA)"):
             print(f"  ratio {name} / bertlab torch: {rates[name] / rates['bertlab torch']:.2f}x")
         title = (
@@ -222,10 +222,12 @@ def throughput(args: argparse.Namespace, limit: float, work: Path) -> None:
             f"sequence {args.sequence}"
         )
         print(f"\nmeasuring: {title}", flush=True)
-        rates = interleaved_rates(embedding_sides(module, hf_model, inputs), args.repetitions)
-        report(title, rates, "transformers BertModel", "bertlab encoder", flops, limit)
+        sides = embedding_sides(module, hf_model, inputs)
+        rates = interleaved_rates(sides, args.repetitions, limit=limit)
+        print(limit)
+        report(title, rates, "transformers BertModel", "bertlab encoder", flops, limit.rate)
         if args.breakdown:
-            ceiling(module, work / "exported" / "model.onnx", inputs[0], args.threads, limit)
+            ceiling(module, work / "exported" / "model.onnx", inputs[0], args.threads, limit.rate)
 
 
 # ---- the ceiling: matrix products against the rest ----------------------------------------
@@ -366,8 +368,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     print(machine())
     print(f"{load()}; every side runs {args.threads} intra-op threads")
-    limit = matmul_rate()
-    print_limit("cpu", "fp32", limit)
+    limit = MatmulLimit()
     with tempfile.TemporaryDirectory() as directory:
         work = Path(directory)
         os.environ["BERTLAB_CACHE"] = str(work / "cache")  # exports stay out of the user's cache

@@ -27,13 +27,12 @@ import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 from common import (
+    MatmulLimit,
     interleaved_samples,
     load,
     machine,
-    matmul_rate,
     model_settings,
     pretraining_flops,
-    print_limit,
     share_line,
     write_generated_corpus,
 )
@@ -135,8 +134,7 @@ def main() -> None:
     parser.add_argument("--repetitions", type=int, default=5)
     args = parser.parse_args()
     print(f"machine: {machine()}; {load()}")
-    limit = matmul_rate("cpu", "fp32")
-    print_limit("cpu", "fp32", limit)
+    limit = MatmulLimit("cpu", "fp32")
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         corpus = write_generated_corpus(work / "corpus.txt", megabytes=4)
@@ -154,14 +152,17 @@ def main() -> None:
             "raw PyTorch loop": raw_loop_side(cfg, module, datamodule, args.steps),
             "bertlab (Lightning)": lightning_side(cfg, module, datamodule, args.steps),
         }
-        samples = interleaved_samples(sides, args.repetitions)
+        samples = interleaved_samples(sides, args.repetitions, limit=limit)
+    print(limit)
     raw, lightning = samples["raw PyTorch loop"], samples["bertlab (Lightning)"]
     # Per repetition the two sides ran back to back: their ratio cancels slow phases of load.
     overheads = [100 * (r / w - 1) for r, w in zip(raw, lightning, strict=True)]
     print(f"Lightning overhead, model={args.model}, batch 32, seq 128, {args.steps} steps per run")
     for name, values in samples.items():
         rate = statistics.median(values)
-        print(f"  {name:<28} {rate:10.1f} samples/s (median)  {share_line(rate, flops, limit)}")
+        print(
+            f"  {name:<28} {rate:10.1f} samples/s (median)  {share_line(rate, flops, limit.rate)}"
+        )
     print(
         f"  overhead: {statistics.median(overheads):.1f}% more time (median of the repetitions; "
         f"range {min(overheads):.1f}% to {max(overheads):.1f}%)   ({load()})"

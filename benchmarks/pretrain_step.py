@@ -33,16 +33,15 @@ from collections.abc import Callable
 
 import torch
 from common import (
+    MatmulLimit,
     breakdown_lines,
     hf_config,
     interleaved_rates,
     load,
     machine,
-    matmul_rate,
     model_settings,
     pretraining_flops,
     pretraining_loss,
-    print_limit,
     report,
     step_breakdown,
     synchronize,
@@ -202,8 +201,7 @@ def main() -> None:
     print(f"machine: {machine()}; {load()}")
     if args.device.startswith("cuda"):
         print(f"device: {torch.cuda.get_device_name(args.device)}")
-    limit = matmul_rate(args.device, args.precision)
-    print_limit(args.device, args.precision, limit)
+    limit = MatmulLimit(args.device, args.precision)
     batch = masked_batch(args.batch_size, args.seq_len, torch.Generator().manual_seed(0))
     batch = {key: value.to(args.device) for key, value in batch.items()}
     masked = batch["masked_positions"].shape[1]
@@ -218,7 +216,8 @@ def main() -> None:
             side: steps_of(step, args.steps, args.batch_size, args.device)
             for side, step in steps.items()
         }
-        rates = interleaved_rates(sides, args.repetitions)
+        rates = interleaved_rates(sides, args.repetitions, limit=limit)
+        print(limit)
         report(
             f"pretraining step, model={name}, batch {args.batch_size}, seq {args.seq_len}, "
             f"vocab {VOCAB_SIZE}, {args.precision}, {args.device}"
@@ -227,11 +226,11 @@ def main() -> None:
             baseline="transformers",
             candidate="bertlab",
             flops_per_sample=pretraining_flops(settings, args.seq_len, masked, VOCAB_SIZE),
-            limit=limit,
+            limit=limit.rate,
         )
         if args.breakdown and args.device == "cpu":
             for side, step in steps.items():
-                print(breakdown_lines(side, step_breakdown(step, args.steps), limit))
+                print(breakdown_lines(side, step_breakdown(step, args.steps), limit.rate))
 
 
 if __name__ == "__main__":

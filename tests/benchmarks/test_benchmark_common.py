@@ -65,6 +65,25 @@ def test_matmul_rate_is_a_positive_flop_rate(common):
     assert 1e6 < common.matmul_rate("cpu", "fp32", size=128, timings=1) < 1e15
 
 
+def test_the_limit_is_measured_in_every_repetition_and_the_shares_use_its_best_reading(
+    common, monkeypatch, capsys
+):
+    readings = iter([100e9, 180e9, 90e9, 150e9])  # a slow first reading, as on a shared VM
+    monkeypatch.setattr(common, "matmul_rate", lambda *args, **kwargs: next(readings))
+    limit = common.MatmulLimit()
+    order = []
+    sides = {"a": lambda: order.append("a") or 1, "b": lambda: order.append("b") or 1}
+    original_measure = limit.measure
+    monkeypatch.setattr(limit, "measure", lambda: order.append("limit") or original_measure())
+    common.interleaved_samples(sides, repetitions=3, warmup=1, limit=limit)
+    # warm-up a, b; then every repetition measures the limit before its sides
+    assert order == ["a", "b", "limit", "a", "b", "limit", "b", "a", "limit", "a", "b"]
+    assert limit.rate == 180e9
+    assert "180.0 GFLOP/s, the best of 4 readings" in str(limit) and "lowest 90.0" in str(limit)
+    # A product at 120 GFLOP/s reads as 67% of the best reading, not 120% of the first.
+    assert "66.7% of the matmul rate" in common.share_line(1.0, 120e9, limit.rate)
+
+
 def test_transformers_runs_length_grouped_with_fused_adamw(common, tmp_path):
     from transformers import BertConfig, BertForSequenceClassification, Trainer
     from transformers.trainer_pt_utils import LengthGroupedSampler

@@ -1,0 +1,64 @@
+"""The CPU comparison scripts run at their smoke sizes and print what docs/benchmarks.md
+promises: both sides' samples/s as a share of a matmul rate re-measured among the
+repetitions, and the ratio."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
+
+# The smoke runs docs/benchmarks.md names, with the two sides each prints.
+SMOKE_RUNS = {
+    "pretrain_step.py": (
+        ["--models", "tiny", "--steps", "1", "--repetitions", "1"],
+        ["transformers", "bertlab"],
+    ),
+    "finetune.py": (
+        ["--model", "tiny", "--examples", "64", "--repetitions", "1"],
+        ["transformers Trainer", "bertlab"],
+    ),
+    "lightning_overhead.py": (
+        ["--steps", "2", "--repetitions", "1"],
+        ["raw PyTorch loop", "bertlab (Lightning)"],
+    ),
+    "inference.py": (
+        ["--model", "tiny", "--repetitions", "1", "--samples", "4", "--batch-sizes", "1"],
+        ["bertlab torch", "onnx fp32", "onnx int8"],
+    ),
+}
+
+
+@pytest.mark.parametrize("script", SMOKE_RUNS)
+def test_prints_each_side_as_a_share_of_the_best_matmul_reading(script):
+    if script == "inference.py":
+        pytest.importorskip("onnxruntime")
+    arguments, sides = SMOKE_RUNS[script]
+    result = subprocess.run(
+        [sys.executable, str(BENCHMARKS / script), *arguments],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = result.stdout
+    # one reading before the sides, one in the repetition
+    limit = re.search(
+        r"matmul rate \(cpu, \d+ threads\): ([\d.]+) GFLOP/s, the best of 2 readings "
+        r"between the repetitions \(lowest ([\d.]+)\)",
+        out,
+    )
+    assert limit and float(limit.group(1)) >= float(limit.group(2)) > 0, out
+    for side in sides:
+        line = re.search(
+            rf"^  {re.escape(side)} +[\d.]+ samples/s.*= +([\d.]+)% of the matmul rate$",
+            out,
+            re.MULTILINE,
+        )
+        assert line and 0 < float(line.group(1)) <= 100, (side, out)
+    assert re.search(r"ratio|overhead: -?[\d.]+% more time", out), out
