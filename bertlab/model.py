@@ -511,8 +511,14 @@ def _key_mask(attention_mask: torch.Tensor | None, always: bool = False) -> torc
     if attention_mask is None:
         return None
     # Skipping an all-ones mask lets SDPA use its fastest unmasked kernel, but the test reads
-    # tensor values: tracing (ONNX, TorchScript) and torch.export would freeze one branch.
-    if not always and not _tracing() and bool(attention_mask.all()):
+    # tensor values: tracing (ONNX, TorchScript) and torch.export would freeze one branch,
+    # and torch.compile would break its graph there on every step.
+    if (
+        not always
+        and not _tracing()
+        and not torch.compiler.is_compiling()
+        and bool(attention_mask.all())
+    ):
         return None
     return attention_mask.bool()[:, None, None, :]
 
