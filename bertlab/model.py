@@ -513,18 +513,14 @@ def _key_mask(attention_mask: torch.Tensor | None, always: bool = False) -> torc
     # Skipping an all-ones mask lets SDPA use its fastest unmasked kernel, but the test reads
     # tensor values: tracing (ONNX, TorchScript) and torch.export would freeze one branch,
     # and torch.compile would break its graph there on every step.
-    if (
-        not always
-        and not _tracing()
-        and not torch.compiler.is_compiling()
-        and bool(attention_mask.all())
-    ):
+    if not always and not _capturing_graph() and bool(attention_mask.all()):
         return None
     return attention_mask.bool()[:, None, None, :]
 
 
-def _tracing() -> bool:
-    return torch.jit.is_tracing() or torch.compiler.is_exporting()
+def _capturing_graph() -> bool:
+    """Tracing (ONNX, TorchScript), torch.export or torch.compile is recording a graph."""
+    return torch.jit.is_tracing() or torch.compiler.is_exporting() or torch.compiler.is_compiling()
 
 
 class BertPreTrainedModel(nn.Module):
