@@ -25,7 +25,6 @@ from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
-import torch.nn.functional as F
 from common import (
     MatmulLimit,
     interleaved_samples,
@@ -33,6 +32,7 @@ from common import (
     machine,
     model_settings,
     pretraining_flops,
+    pretraining_loss,
     share_line,
     write_generated_corpus,
 )
@@ -96,16 +96,9 @@ def raw_loop_side(cfg, module, datamodule, steps: int) -> Callable[[], int]:
         batches = iter(datamodule.train_dataloader())
         for _ in range(steps):
             batch = next(batches)
-            masked_positions = batch["masked_positions"]
-            mlm_logits, nsp_logits = model(
-                batch["input_ids"],
-                batch["token_type_ids"],
-                batch["attention_mask"],
-                masked_positions,
-            )
-            loss = F.cross_entropy(
-                mlm_logits.float(), batch["masked_labels"][masked_positions >= 0]
-            ) + F.cross_entropy(nsp_logits.float(), batch["next_sentence_labels"])
+            # The module's own loss: the fused MLM head (linear + cross-entropy over the
+            # masked rows), so both sides do the same arithmetic.
+            loss = pretraining_loss(model, batch)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.trainer.gradient_clip_val)
             optimizer.step()
