@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 TINY = {"hidden_size": 128, "num_layers": 2, "intermediate_size": 512}
@@ -127,3 +128,37 @@ def test_step_breakdown_counts_each_products_flops_once(common):
     assert 0 < breakdown["product_seconds"] < breakdown["step_seconds"]
     lines = common.breakdown_lines("side", breakdown, limit=1e11)
     assert "matrix products" in lines and "of the matmul rate" in lines
+
+
+# training_step outside a Trainer: self.log only warns
+@pytest.mark.filterwarnings("ignore:You are trying to `self.log\\(\\)`")
+def test_the_raw_loops_loss_is_the_training_steps_loss(common):
+    """lightning_overhead.py and default_job_step.py time common.pretraining_loss as the
+    module's step: if the module's loss changes (a new head, another loss term), they must
+    follow, or the raw loop times different work from the Lightning side."""
+    from bertlab.tasks.pretrain import PretrainingModule
+
+    from support.models import BERTLAB_MODEL
+
+    vocab, batch, length = 50, 4, 16
+    generator = torch.Generator().manual_seed(0)
+    positions = torch.stack(
+        [torch.randperm(length - 1, generator=generator)[:3] + 1 for _ in range(batch)]
+    )
+    positions[0, 2] = -1  # a padded prediction slot
+    data = {
+        "input_ids": torch.randint(5, vocab, (batch, length), generator=generator),
+        "token_type_ids": torch.zeros(batch, length, dtype=torch.long),
+        "attention_mask": torch.ones(batch, length, dtype=torch.long),
+        "masked_positions": positions,
+        "masked_labels": torch.randint(5, vocab, (batch, 3), generator=generator),
+        "next_sentence_labels": torch.tensor([0, 1, 1, 0]),
+    }
+    data["attention_mask"][1, 12:] = 0
+    model = dict(BERTLAB_MODEL, hidden_dropout=0.0, attention_dropout=0.0)
+    module = PretrainingModule(model=model, optimizer={"lr": 1e-4}, vocab_size=vocab)
+    with torch.no_grad():
+        expected = module.training_step(data, 0)
+        assert common.pretraining_loss(module.network, data).item() == pytest.approx(
+            expected.item(), rel=1e-6
+        )
