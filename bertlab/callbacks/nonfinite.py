@@ -42,7 +42,7 @@ class NonFiniteGuard(Callback):
 
     def on_before_optimizer_step(self, trainer: pl.Trainer, pl_module, optimizer) -> None:
         bad_loss, self._bad_loss = self._bad_loss, None
-        what = self._fault(trainer, optimizer, bad_loss)
+        what = self._fault(trainer, pl_module, optimizer, bad_loss)
         if what is None:
             return
         step = trainer.global_step + 1
@@ -61,14 +61,20 @@ class NonFiniteGuard(Callback):
             "state. Lower optimizer.lr, or set callbacks.nonfinite.action=skip to skip such steps"
         )
 
-    def _fault(self, trainer: pl.Trainer, optimizer, bad_loss: torch.Tensor | None) -> str | None:
+    def _fault(
+        self, trainer: pl.Trainer, pl_module, optimizer, bad_loss: torch.Tensor | None
+    ) -> str | None:
         if bad_loss is not None and bool(bad_loss):
             return "non-finite loss"
         if getattr(trainer.precision_plugin, "scaler", None) is not None:
             return None  # fp16: the GradScaler skips steps with inf/NaN gradients itself
-        gradients = [p.grad for group in optimizer.param_groups for p in group["params"]]
-        gradients = [g for g in gradients if g is not None]
-        if gradients and not torch.isfinite(torch.nn.utils.get_total_norm(gradients)):
+        if hasattr(pl_module, "gradient_norm"):  # bertlab's modules: one norm a step, shared
+            norm = pl_module.gradient_norm(optimizer)
+        else:
+            gradients = [p.grad for group in optimizer.param_groups for p in group["params"]]
+            gradients = [g for g in gradients if g is not None]
+            norm = torch.nn.utils.get_total_norm(gradients) if gradients else None
+        if norm is not None and not torch.isfinite(norm):
             return "non-finite gradient"
         return None
 
