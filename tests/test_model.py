@@ -81,6 +81,30 @@ def test_mlm_head_on_masked_positions_equals_full_head(model):
     torch.testing.assert_close(nsp, nsp_full)
 
 
+def test_classifier_runs_its_last_layer_on_cls_alone_with_the_same_logits():
+    torch.manual_seed(0)
+    classifier = BertForSequenceClassification(SMALL, num_labels=3).eval()
+    input_ids, token_type_ids, attention_mask = batch([9, 6, 8], width=9)
+    rows = []
+    last = classifier.bert.encoder.layer[-1]
+    last.register_forward_hook(lambda module, args, output: rows.append(output.shape[1]))
+    with torch.no_grad():
+        logits = classifier(input_ids, token_type_ids, attention_mask)
+        # every row through the last layer, then the pooler on [CLS]
+        sequence, _ = classifier.bert(input_ids, token_type_ids, attention_mask)
+        expected = classifier.classifier(classifier.bert.pooler(sequence))
+    assert rows == [1, 9]
+    torch.testing.assert_close(logits, expected)
+    # mean pooling reads every row, so there the last layer runs on all of them
+    mean = BertForSequenceClassification(BertConfig(**{**vars(SMALL), "pooling": "mean"}), 3)
+    rows.clear()
+    mean.bert.encoder.layer[-1].register_forward_hook(
+        lambda module, args, output: rows.append(output.shape[1])
+    )
+    mean.eval()(input_ids, token_type_ids, attention_mask)
+    assert rows == [9]
+
+
 def test_decoder_is_tied_to_word_embeddings(model):
     assert model.cls.predictions.decoder.weight is model.bert.embeddings.word_embeddings.weight
 
