@@ -37,12 +37,12 @@ from pathlib import Path
 import pytorch_lightning as pl
 import torch
 from common import (
+    MatmulLimit,
     fast_training_arguments,
     hf_config,
     interleaved_rates,
     load,
     machine,
-    matmul_rate,
     model_settings,
     pretraining_flops,
     question_answering_flops,
@@ -304,11 +304,14 @@ def main(argv: list[str] | None = None) -> None:
     print(f"device: {name}; {machine()}; {load()}")
     torch.manual_seed(0)
     settings = model_settings(args.model)
-    measured = matmul_rate(args.device, "bf16", args.matmul_size)
-    print(f"bf16 matmul rate {measured / 1e12:.1f} TFLOP/s ({elapsed(started)})", flush=True)
+    # Measured again between the checks (a GPU's clocks move with its temperature and a
+    # shared machine's with its load); the shares divide by the best reading.
+    limit = MatmulLimit(args.device, "bf16", args.matmul_size)
+    print(f"bf16 matmul rate {limit.rate / 1e12:.1f} TFLOP/s ({elapsed(started)})", flush=True)
     batch = masked_batch(args.batch_size, args.seq_len, torch.Generator().manual_seed(0))
     batch = {key: value.to(args.device) for key, value in batch.items()}
     rates = pretraining_rates(args, settings, batch)
+    limit.measure()
     print(f"pretraining rows done ({elapsed(started)})", flush=True)
     masked = batch["masked_positions"].shape[1]
     pretrain_flops = float(pretraining_flops(settings, args.seq_len, masked, VOCAB_SIZE))
@@ -319,7 +322,8 @@ def main(argv: list[str] | None = None) -> None:
         )
     print(f"SQuAD transformers Trainer done ({elapsed(started)})", flush=True)
     rates["squad bertlab (Lightning)"] = bertlab_squad_rate(args, settings, windows)
-    print(f"SQuAD bertlab done ({elapsed(started)})", flush=True)
+    limit.measure()
+    print(f"SQuAD bertlab done ({elapsed(started)}); {limit}", flush=True)
     squad_flops = float(question_answering_flops(settings, args.squad_seq_len))
     flops = {row: pretrain_flops if row.startswith("pretrain") else squad_flops for row in ROWS}
     tokens = {
@@ -330,7 +334,7 @@ def main(argv: list[str] | None = None) -> None:
         f"{args.seq_len} tokens, SQuAD batch {args.squad_batch_size} x {args.squad_seq_len}; "
         f"{name}; {elapsed(started)}"
     )
-    print(table(rates, flops, tokens, measured, peak_flops(name)))
+    print(table(rates, flops, tokens, limit.rate, peak_flops(name)))
 
 
 if __name__ == "__main__":
