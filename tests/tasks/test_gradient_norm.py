@@ -86,22 +86,32 @@ def test_logged_grad_norm_is_the_norm_of_that_steps_gradients(tmp_path: Path):
         assert value > 1.0  # so clip=1.0 clipped these steps (the next test's premise)
 
 
+@pytest.mark.parametrize("clip", [0.05, 1e6])  # every step clipped; none
 def test_clipping_by_the_shared_norm_equals_lightnings_and_computes_it_once(
-    tmp_path: Path, monkeypatch
+    tmp_path: Path, monkeypatch, clip: float
 ):
     ours, lightnings = module(lr=0.5), module(lr=0.5)
     # Lightning's own clipping (a second norm inside torch.nn.utils.clip_grad_norm_).
     lightnings.configure_gradient_clipping = pl.LightningModule.configure_gradient_clipping.__get__(
         lightnings
     )
-    fit(lightnings, tmp_path / "lightning", clip=0.05)
+    fit(lightnings, tmp_path / "lightning", clip=clip)
     norms = []
     get_total_norm = torch.nn.utils.get_total_norm
     monkeypatch.setattr(
         torch.nn.utils, "get_total_norm", lambda *a, **k: norms.append(1) or get_total_norm(*a, **k)
     )
-    fit(ours, tmp_path / "ours", clip=0.05)
+    scaled = []
+    clip_grads_with_norm_ = torch.nn.utils.clip_grads_with_norm_
+    monkeypatch.setattr(
+        torch.nn.utils,
+        "clip_grads_with_norm_",
+        lambda *a, **k: scaled.append(1) or clip_grads_with_norm_(*a, **k),
+    )
+    fit(ours, tmp_path / "ours", clip=clip)
     assert len(norms) == STEPS  # the guard's check, the clipping and the log share one
+    # an unclipped step skips multiplying every gradient by 1.0
+    assert len(scaled) == (STEPS if clip < 1 else 0)
     for (name, mine), (_, theirs) in zip(
         ours.named_parameters(), lightnings.named_parameters(), strict=True
     ):
