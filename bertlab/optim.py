@@ -31,6 +31,12 @@ SCHEDULES = ("linear", "constant", "cosine", "wsd")
 DECAY_SHAPES = ("linear", "1-sqrt")
 
 
+def total_gradient_norm(parameters: Iterable[torch.Tensor]) -> torch.Tensor | None:
+    """The total 2-norm of the parameters' gradients, None when none has one."""
+    gradients = [p.grad for p in parameters if p.grad is not None]
+    return torch.nn.utils.get_total_norm(gradients) if gradients else None
+
+
 def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     """Decay matrices and embeddings; exempt biases and LayerNorm weights, as BERT does."""
     decay, no_decay, seen = [], [], set()

@@ -10,6 +10,7 @@ import torch
 from pytorch_lightning.callbacks import Callback
 
 from bertlab.errors import ConfigError, NonFiniteError
+from bertlab.optim import total_gradient_norm
 
 log = logging.getLogger(__name__)
 
@@ -71,9 +72,8 @@ class NonFiniteGuard(Callback):
         if hasattr(pl_module, "gradient_norm"):  # bertlab's modules: one norm a step, shared
             norm = pl_module.gradient_norm(optimizer)
         else:
-            gradients = [p.grad for group in optimizer.param_groups for p in group["params"]]
-            gradients = [g for g in gradients if g is not None]
-            norm = torch.nn.utils.get_total_norm(gradients) if gradients else None
+            params = (p for group in optimizer.param_groups for p in group["params"])
+            norm = total_gradient_norm(params)
         if norm is not None and not torch.isfinite(norm):
             return "non-finite gradient"
         return None

@@ -11,7 +11,7 @@ import torch
 from pytorch_lightning.plugins.precision import MixedPrecision, Precision
 from torch import nn
 
-from bertlab.optim import budget_clock, configure_optimizer
+from bertlab.optim import budget_clock, configure_optimizer, total_gradient_norm
 
 
 class BertTaskModule(pl.LightningModule):
@@ -65,9 +65,7 @@ class BertTaskModule(pl.LightningModule):
         `train/grad_norm`. Each norm reads every gradient, 1% of a `model=tiny` CPU step."""
         key = (self.trainer.global_step, id(optimizer))
         if self._gradient_norm is None or self._gradient_norm[0] != key:
-            params = self.trainer.precision_plugin.main_params(optimizer)
-            gradients = [p.grad for p in params if p.grad is not None]
-            norm = torch.nn.utils.get_total_norm(gradients) if gradients else None
+            norm = total_gradient_norm(self.trainer.precision_plugin.main_params(optimizer))
             self._gradient_norm = (key, norm)
         return self._gradient_norm[1]
 

@@ -138,22 +138,12 @@ def test_the_raw_loops_loss_is_the_training_steps_loss(common):
     follow, or the raw loop times different work from the Lightning side."""
     from bertlab.tasks.pretrain import PretrainingModule
 
+    from support.data import pretraining_batch
     from support.models import BERTLAB_MODEL
 
-    vocab, batch, length = 50, 4, 16
-    generator = torch.Generator().manual_seed(0)
-    positions = torch.stack(
-        [torch.randperm(length - 1, generator=generator)[:3] + 1 for _ in range(batch)]
-    )
-    positions[0, 2] = -1  # a padded prediction slot
-    data = {
-        "input_ids": torch.randint(5, vocab, (batch, length), generator=generator),
-        "token_type_ids": torch.zeros(batch, length, dtype=torch.long),
-        "attention_mask": torch.ones(batch, length, dtype=torch.long),
-        "masked_positions": positions,
-        "masked_labels": torch.randint(5, vocab, (batch, 3), generator=generator),
-        "next_sentence_labels": torch.tensor([0, 1, 1, 0]),
-    }
+    vocab = 50
+    data = pretraining_batch(torch.Generator().manual_seed(0), vocab, 4, 16, predictions=3)
+    data["masked_positions"][0, 2] = -1  # a padded prediction slot
     data["attention_mask"][1, 12:] = 0
     model = dict(BERTLAB_MODEL, hidden_dropout=0.0, attention_dropout=0.0)
     module = PretrainingModule(model=model, optimizer={"lr": 1e-4}, vocab_size=vocab)

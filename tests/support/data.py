@@ -11,9 +11,30 @@ import json
 import random
 from pathlib import Path
 
+import torch
 import yaml
 
 from bertlab.glue import GLUE_TASKS
+
+# ---- collated pretraining batches, as PretrainingCollator returns them --------------------
+
+
+def pretraining_batch(
+    generator: torch.Generator, vocab: int, batch: int, length: int, predictions: int
+) -> dict[str, torch.Tensor]:
+    """Random unpadded instances with `predictions` masked positions each (never [CLS])."""
+    positions = torch.stack(
+        [torch.randperm(length - 1, generator=generator)[:predictions] + 1 for _ in range(batch)]
+    )
+    return {
+        "input_ids": torch.randint(5, vocab, (batch, length), generator=generator),
+        "token_type_ids": torch.zeros(batch, length, dtype=torch.long),
+        "attention_mask": torch.ones(batch, length, dtype=torch.long),
+        "masked_positions": positions,
+        "masked_labels": torch.randint(5, vocab, (batch, predictions), generator=generator),
+        "next_sentence_labels": torch.randint(0, 2, (batch,), generator=generator),
+    }
+
 
 # ---- pretraining text in BERT's format ------------------------------------------------------
 

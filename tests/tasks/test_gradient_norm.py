@@ -15,6 +15,7 @@ from pytorch_lightning.loggers import CSVLogger
 from bertlab.callbacks.nonfinite import NonFiniteGuard
 from bertlab.tasks.pretrain import PretrainingModule
 
+from support.data import pretraining_batch
 from support.models import BERTLAB_MODEL
 
 VOCAB, BATCH, LENGTH, STEPS = 50, 4, 16, 6
@@ -22,19 +23,7 @@ VOCAB, BATCH, LENGTH, STEPS = 50, 4, 16, 6
 
 def batches() -> list[dict]:
     generator = torch.Generator().manual_seed(0)
-    return [
-        {
-            "input_ids": torch.randint(5, VOCAB, (BATCH, LENGTH), generator=generator),
-            "token_type_ids": torch.zeros(BATCH, LENGTH, dtype=torch.long),
-            "attention_mask": torch.ones(BATCH, LENGTH, dtype=torch.long),
-            "masked_positions": torch.stack(
-                [torch.randperm(LENGTH - 1, generator=generator)[:3] + 1 for _ in range(BATCH)]
-            ),
-            "masked_labels": torch.randint(5, VOCAB, (BATCH, 3), generator=generator),
-            "next_sentence_labels": torch.randint(0, 2, (BATCH,), generator=generator),
-        }
-        for _ in range(STEPS)
-    ]
+    return [pretraining_batch(generator, VOCAB, BATCH, LENGTH, 3) for _ in range(STEPS)]
 
 
 def module(lr: float) -> PretrainingModule:

@@ -17,6 +17,7 @@ from bertlab.checkpoints.init import init_model_config, resolve
 from bertlab.model import BertConfig
 from bertlab.tasks.pretrain import PretrainingModule
 
+from support.data import pretraining_batch
 from support.models import BERTLAB_MODEL
 
 VOCAB, BATCH, LENGTH, PREDICTIONS = 50, 4, 16, 3
@@ -25,25 +26,7 @@ STEPS, LOG_EVERY = 10, 4
 
 def batches(seed: int = 0) -> list[dict]:
     generator = torch.Generator().manual_seed(seed)
-    out = []
-    for _ in range(STEPS):
-        positions = torch.stack(
-            [
-                torch.randperm(LENGTH - 1, generator=generator)[:PREDICTIONS] + 1
-                for _ in range(BATCH)
-            ]
-        )
-        out.append(
-            {
-                "input_ids": torch.randint(5, VOCAB, (BATCH, LENGTH), generator=generator),
-                "token_type_ids": torch.zeros(BATCH, LENGTH, dtype=torch.long),
-                "attention_mask": torch.ones(BATCH, LENGTH, dtype=torch.long),
-                "masked_positions": positions,
-                "masked_labels": torch.randint(5, VOCAB, (BATCH, PREDICTIONS), generator=generator),
-                "next_sentence_labels": torch.randint(0, 2, (BATCH,), generator=generator),
-            }
-        )
-    return out
+    return [pretraining_batch(generator, VOCAB, BATCH, LENGTH, PREDICTIONS) for _ in range(STEPS)]
 
 
 def test_epoch_accuracies_count_every_batch_and_steps_log_only_when_written(tmp_path: Path):
