@@ -26,8 +26,13 @@ def gradients(*tensors):
 
 @pytest.mark.parametrize("chunk_rows", [1, 7, 16, ROWS, 10 * ROWS])
 @pytest.mark.parametrize("bias", [True, False])
-def test_loss_gradients_and_argmax_equal_the_unchunked_computation(monkeypatch, chunk_rows, bias):
+@pytest.mark.parametrize("onednn", [True, False])
+def test_loss_gradients_and_argmax_equal_the_unchunked_computation(
+    monkeypatch, chunk_rows, bias, onednn
+):
     monkeypatch.setitem(lce.CHUNK_ELEMENTS, "cpu", chunk_rows * VOCAB)
+    if not onednn:  # the torch.mm path of builds without oneDNN
+        monkeypatch.setattr(lce, "_ONEDNN_LINEAR", None)
     hidden, weight, b, labels = inputs(bias=bias)
     logits = F.linear(hidden, weight, b)
     expected = F.cross_entropy(logits, labels)
@@ -76,6 +81,25 @@ def test_under_bf16_autocast_it_follows_autocast_cross_entropy():
     torch.testing.assert_close(loss, expected, atol=2e-2, rtol=2e-2)
     loss.backward()
     assert [g.dtype for g in gradients(hidden, weight, b)] == [torch.float32] * 3
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("transposed", [False, True])
+def test_times_transposed_is_the_matrix_product(dtype, transposed):
+    generator = torch.Generator().manual_seed(2)
+    x = torch.randn(37, 64, generator=generator).to(dtype)
+    weight = torch.randn(300, 64, generator=generator).to(dtype)
+    if transposed:  # the decoder's second product passes w.T, a view
+        x, weight = torch.randn(37, 300, generator=generator).to(dtype), weight.t()
+    expected = (x.double() @ weight.double().t()).to(dtype)
+    tolerance = 1e-5 if dtype == torch.float32 else 2e-2
+    got = lce.times_transposed(x, weight)
+    assert got.dtype == dtype
+    torch.testing.assert_close(got, expected, atol=tolerance * 10, rtol=tolerance)
+
+
+def test_float32_products_on_a_cpu_go_through_onednn_where_pytorch_has_it():
+    assert (lce._ONEDNN_LINEAR is not None) == torch.backends.mkldnn.is_available()
 
 
 @pytest.mark.parametrize("width", [5, 128, 300, 384])

@@ -66,6 +66,19 @@ def test_matmul_rate_is_a_positive_flop_rate(common):
     assert 1e6 < common.matmul_rate("cpu", "fp32", size=128, timings=1) < 1e15
 
 
+def test_the_limit_takes_the_faster_library_and_both_compute_the_square_product(common):
+    import torch
+
+    a, b = torch.randn(64, 64), torch.randn(64, 64)
+    products = common.square_products(a, b)
+    assert set(products) == {"torch.mm"} | (
+        {"oneDNN"} if torch.backends.mkldnn.is_available() else set()
+    )
+    torch.testing.assert_close(products["torch.mm"](), a @ b)
+    if "oneDNN" in products:
+        torch.testing.assert_close(products["oneDNN"](), a @ b.t(), rtol=1e-5, atol=1e-4)
+
+
 def test_the_limit_is_measured_in_every_repetition_and_the_shares_use_its_best_reading(
     common, monkeypatch, capsys
 ):
@@ -112,6 +125,8 @@ def test_transformers_runs_length_grouped_with_fused_adamw(common, tmp_path):
 def test_step_breakdown_counts_each_products_flops_once(common):
     import torch
 
+    from bertlab import linear_cross_entropy
+
     a, b = torch.randn(64, 32), torch.randn(32, 48)
     batched = torch.randn(3, 16, 8), torch.randn(3, 8, 4)
     layer = torch.nn.Linear(32, 10)  # addmm: bias + (64, 32) @ (32, 10)
@@ -121,8 +136,11 @@ def test_step_breakdown_counts_each_products_flops_once(common):
         torch.bmm(*batched)
         layer(a)
         torch.relu(a)  # not a product
+        # the MLM decoder's oneDNN product: (64, 32) by a (10, 32) weight
+        linear_cross_entropy.times_transposed(a, layer.weight.detach())
 
     expected = 2 * 64 * 32 * 48 + 2 * 3 * 16 * 8 * 4 + 2 * 64 * 32 * 10
+    expected += 2 * 64 * 32 * 10
     breakdown = common.step_breakdown(step, steps=2)
     assert breakdown["product_flops"] == expected
     assert 0 < breakdown["product_seconds"] < breakdown["step_seconds"]

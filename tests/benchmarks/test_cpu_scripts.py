@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 
@@ -27,6 +28,10 @@ SMOKE_RUNS = {
         ["--steps", "2", "--repetitions", "1"],
         ["raw PyTorch loop", "bertlab (Lightning)"],
     ),
+    "decoder_products.py": (
+        ["--rows", "64", "--vocab", "2000", "--repeat", "1", "--repetitions", "1"],
+        ["torch.mm (MKL)", "oneDNN (bertlab)"],
+    ),
     "inference.py": (
         ["--model", "tiny", "--repetitions", "1", "--samples", "4", "--batch-sizes", "1"],
         ["bertlab torch", "onnx fp32", "onnx int8"],
@@ -38,6 +43,8 @@ SMOKE_RUNS = {
 def test_prints_each_side_as_a_share_of_the_best_matmul_reading(script):
     if script == "inference.py":
         pytest.importorskip("onnxruntime")
+    if script == "decoder_products.py" and not torch.backends.mkldnn.is_available():
+        pytest.skip("this PyTorch has no oneDNN")
     arguments, sides = SMOKE_RUNS[script]
     result = subprocess.run(
         [sys.executable, str(BENCHMARKS / script), *arguments],
