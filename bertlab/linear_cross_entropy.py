@@ -27,6 +27,8 @@ CHUNK_ELEMENTS = {"cpu": 1 << 22}
 GPU_CHUNK_ELEMENTS = 1 << 26
 # argmax over the vocabulary goes through blocks of this many logits (see first_argmax).
 ARGMAX_BLOCK = 128
+# Row counts of the oneDNN products are multiples of this (see _chunks).
+ALIGNED_ROWS = 16
 
 # oneDNN's float32 matrix product as a linear layer (the op torch.compile's CPU backend
 # emits), or None where PyTorch is built without oneDNN.
@@ -85,39 +87,49 @@ def _chunks(h, w, b, labels, wants_grad):
     rows, vocab = h.shape[0], w.shape[0]
     per_chunk = CHUNK_ELEMENTS.get(h.device.type, GPU_CHUNK_ELEMENTS) // vocab
     chunk = max(1, min(rows, per_chunk))
+    if _uses_onednn(h):
+        # oneDNN compiles a kernel for every new shape (about 4 ms each, cached up to 1,024
+        # shapes), and the number of masked rows changes from batch to batch; so the rows
+        # go in multiples of ALIGNED_ROWS, the last chunk padded with zero rows.
+        chunk = -(-chunk // ALIGNED_ROWS) * ALIGNED_ROWS
+        h = torch.cat([h, h.new_zeros((-rows) % ALIGNED_ROWS, h.shape[1])])
     total = torch.zeros((), device=h.device, dtype=torch.float32)
     predictions = torch.empty(rows, dtype=torch.long, device=h.device)
-    grad_h = torch.empty_like(h) if wants_grad else None
+    grad_h = h.new_empty(rows, h.shape[1]) if wants_grad else None
     # Gradients of the weight and bias accumulate over chunks in float32.
     grad_w = torch.zeros_like(w, dtype=torch.float32) if wants_grad else None
     grad_b = torch.zeros_like(b, dtype=torch.float32) if wants_grad else None
     for start in range(0, rows, chunk):
-        h_c, y_c = h[start : start + chunk], labels[start : start + chunk]
-        # (c, V) logits, float32 for the softmax; the bias added in place (addmm would
-        # first copy it into every row, one more pass).
-        logits = times_transposed(h_c, w).float().add_(b)
-        predictions[start : start + chunk], row_max = first_argmax(logits)
+        valid = slice(start, min(start + chunk, rows))
+        h_c, y_c = h[start : start + chunk], labels[valid]
+        # (c, V) products, float32 for the softmax; the rows past `valid` (padding) stay
+        # exactly zero. The bias added in place (addmm would first copy it into every
+        # row, one more pass).
+        products = times_transposed(h_c, w).float()
+        logits = products[: len(y_c)].add_(b)
+        predictions[valid], row_max = first_argmax(logits)
         target = logits.gather(1, y_c[:, None]).squeeze(1)
         # exp(logits - max) in place: the softmax numerators, summed for the loss.
         numerators = logits.sub_(row_max[:, None]).exp_()
         sums = numerators.sum(-1)
         total += (row_max + sums.log() - target).sum()
         if wants_grad:
-            _add_gradients(
-                numerators, sums, h_c, y_c, w, grad_h[start : start + chunk], grad_w, grad_b
-            )
+            _add_gradients(products, sums, h_c, y_c, w, grad_h[valid], grad_w, grad_b)
     return total, predictions, (grad_h, grad_w, grad_b) if wants_grad else ()
 
 
-def _add_gradients(numerators, sums, h_c, y_c, w, grad_h, grad_w, grad_b) -> None:
+def _add_gradients(products, sums, h_c, y_c, w, grad_h, grad_w, grad_b) -> None:
     """The chunk's gradients: d loss / d logits = softmax - one-hot = numerators / sums - onehot.
 
-    The division and the one-hot never touch the (c, V) chunk: 1 / sums scales the
-    small operand of each product, and the one-hot part is a gather or scatter of rows.
+    `products` holds the chunk's numerators in its first len(y_c) rows and zeros (padding)
+    in the rest. The division and the one-hot never touch it: 1 / sums scales the small
+    operand of each product, and the one-hot part is a gather or scatter of rows.
     """
+    valid = len(y_c)
     inverse = sums.reciprocal()  # (c,)
-    numerators = numerators.to(h_c.dtype)
-    grad_h.copy_(times_transposed(numerators, w.t()))  # sum_v e_v w_v
+    products = products.to(h_c.dtype)
+    numerators, h_c = products[:valid], h_c[:valid]
+    grad_h.copy_(times_transposed(products, w.t())[:valid])  # sum_v e_v w_v
     grad_h.mul_(inverse[:, None].to(grad_h.dtype)).sub_(w[y_c])  # softmax @ w - w_y
     _accumulate(grad_w, numerators.t(), h_c * inverse[:, None].to(h_c.dtype))
     grad_w.index_add_(0, y_c, h_c.float(), alpha=-1)
@@ -125,17 +137,22 @@ def _add_gradients(numerators, sums, h_c, y_c, w, grad_h, grad_w, grad_b) -> Non
     grad_b.index_add_(0, y_c, torch.ones_like(inverse), alpha=-1)
 
 
+def _uses_onednn(x: torch.Tensor) -> bool:
+    return _ONEDNN_LINEAR is not None and x.device.type == "cpu" and x.dtype == torch.float32
+
+
 def times_transposed(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     """x @ weight.T, on a CPU in float32 through oneDNN.
 
     The decoder's two products by the (V, H) weight, (c, H) x (H, V) and (c, V) x (V, H),
     are few rows by a long side; MKL's sgemm, which torch.mm calls on a CPU, runs the
-    first at under half of its square-matrix rate, oneDNN 1.4 to 1.7 times faster (the
-    second 1.1 to 1.2 times; both on AVX2 and AVX-512), which made a `model=tiny`
-    pretraining step about 10% faster (docs/benchmarks.md). MKL stays for the weight's
-    gradient, whose transposed operand oneDNN runs at half MKL's rate.
+    first at under half of its square-matrix rate, oneDNN 1.4 to 1.9 times faster (the
+    second 1.1 to 1.25 times; on AVX2 and AVX-512 kernels), which made the loss 1.36x and
+    a `model=tiny` pretraining step about 1.1x faster (benchmarks/decoder_products.py).
+    MKL stays for the weight's gradient, whose transposed operand oneDNN runs at half
+    MKL's rate.
     """
-    if _ONEDNN_LINEAR is not None and x.device.type == "cpu" and x.dtype == torch.float32:
+    if _uses_onednn(x):
         return _ONEDNN_LINEAR(x, weight, None, "none", [], "")
     return torch.mm(x, weight.t())
 

@@ -98,6 +98,27 @@ def test_times_transposed_is_the_matrix_product(dtype, transposed):
     torch.testing.assert_close(got, expected, atol=tolerance * 10, rtol=tolerance)
 
 
+@pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="no oneDNN")
+def test_onednn_sees_row_counts_in_multiples_of_16_whatever_the_batch(monkeypatch):
+    """oneDNN compiles a kernel per shape: a batch's masked-row count must not make one."""
+    seen = []
+
+    def recording(x, weight, *args):
+        seen.append(x.shape[0])
+        return lce._ONEDNN_LINEAR.__wrapped__(x, weight, *args)
+
+    recording.__wrapped__ = lce._ONEDNN_LINEAR
+    monkeypatch.setattr(lce, "_ONEDNN_LINEAR", recording)
+    monkeypatch.setitem(lce.CHUNK_ELEMENTS, "cpu", 20 * VOCAB)  # chunks of 20 -> 32 rows
+    hidden, weight, b, labels = inputs()  # 50 rows: 32 + 18 padded to 32
+    loss, predictions = linear_cross_entropy(hidden, weight, b, labels)
+    loss.backward()
+    assert seen == [32, 32, 32, 32]  # logits and hidden gradient, two chunks
+    logits = F.linear(hidden, weight, b)
+    torch.testing.assert_close(loss, F.cross_entropy(logits, labels))
+    assert torch.equal(predictions, logits.argmax(-1))
+
+
 def test_float32_products_on_a_cpu_go_through_onednn_where_pytorch_has_it():
     assert (lce._ONEDNN_LINEAR is not None) == torch.backends.mkldnn.is_available()
 
