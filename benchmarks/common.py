@@ -202,10 +202,11 @@ def matmul_rate(
 def square_products(a: torch.Tensor, b: torch.Tensor) -> dict[str, Callable[[], torch.Tensor]]:
     """The libraries' products of two square matrices, the same FLOPs each: torch.mm's
     a @ b and, on a CPU with oneDNN, oneDNN's linear layer's a @ b.T."""
+    from bertlab.linear_cross_entropy import ONEDNN_LINEAR
+
     products = {"torch.mm": lambda: torch.mm(a, b)}
-    onednn = getattr(torch.ops.mkldnn, "_linear_pointwise", None)
-    if a.device.type == "cpu" and onednn is not None and torch.backends.mkldnn.is_available():
-        products["oneDNN"] = lambda: onednn(a, b, None, "none", [], "")
+    if a.device.type == "cpu" and ONEDNN_LINEAR is not None:
+        products["oneDNN"] = lambda: ONEDNN_LINEAR(a, b, None, "none", [], "")
     return products
 
 

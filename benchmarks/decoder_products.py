@@ -20,7 +20,7 @@ from common import MatmulLimit, interleaved_rates, load, machine, report
 
 import bertlab.linear_cross_entropy as lce
 
-ONEDNN = lce._ONEDNN_LINEAR
+ONEDNN = lce.ONEDNN_LINEAR
 
 
 def loss_and_gradients(rows: int, hidden: int, vocab: int, kernel, repeat: int):
@@ -32,13 +32,13 @@ def loss_and_gradients(rows: int, hidden: int, vocab: int, kernel, repeat: int):
     labels = torch.randint(0, vocab, (rows,), generator=generator)
 
     def run() -> int:
-        lce._ONEDNN_LINEAR = kernel
+        lce.ONEDNN_LINEAR = kernel
         try:
             for _ in range(repeat):
                 h.grad = w.grad = b.grad = None
                 lce.linear_cross_entropy(h, w, b, labels)[0].backward()
         finally:
-            lce._ONEDNN_LINEAR = ONEDNN
+            lce.ONEDNN_LINEAR = ONEDNN
         return rows * repeat
 
     return run
@@ -46,7 +46,7 @@ def loss_and_gradients(rows: int, hidden: int, vocab: int, kernel, repeat: int):
 
 def product_rate(x: torch.Tensor, weight: torch.Tensor, kernel, timings: int = 5) -> float:
     """FLOP/s of x @ weight.T through `kernel` (None: torch.mm), the best of `timings`."""
-    lce._ONEDNN_LINEAR = kernel
+    lce.ONEDNN_LINEAR = kernel
     try:
         lce.times_transposed(x, weight)
         best = float("inf")
@@ -56,7 +56,7 @@ def product_rate(x: torch.Tensor, weight: torch.Tensor, kernel, timings: int = 5
                 lce.times_transposed(x, weight)
             best = min(best, (time.perf_counter() - started) / 5)
     finally:
-        lce._ONEDNN_LINEAR = ONEDNN
+        lce.ONEDNN_LINEAR = ONEDNN
     return 2 * x.shape[0] * x.shape[1] * weight.shape[0] / best
 
 

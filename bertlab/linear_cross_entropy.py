@@ -31,8 +31,8 @@ ARGMAX_BLOCK = 128
 ALIGNED_ROWS = 16
 
 # oneDNN's float32 matrix product as a linear layer (the op torch.compile's CPU backend
-# emits), or None where PyTorch is built without oneDNN.
-_ONEDNN_LINEAR = (
+# emits), or None where PyTorch is built without oneDNN; the benchmarks' limit uses it too.
+ONEDNN_LINEAR = (
     getattr(torch.ops.mkldnn, "_linear_pointwise", None)
     if torch.backends.mkldnn.is_available()
     else None
@@ -92,7 +92,8 @@ def _chunks(h, w, b, labels, wants_grad):
         # shapes), and the number of masked rows changes from batch to batch; so the rows
         # go in multiples of ALIGNED_ROWS, the last chunk padded with zero rows.
         chunk = -(-chunk // ALIGNED_ROWS) * ALIGNED_ROWS
-        h = torch.cat([h, h.new_zeros((-rows) % ALIGNED_ROWS, h.shape[1])])
+        if padding := (-rows) % ALIGNED_ROWS:
+            h = torch.cat([h, h.new_zeros(padding, h.shape[1])])
     total = torch.zeros((), device=h.device, dtype=torch.float32)
     predictions = torch.empty(rows, dtype=torch.long, device=h.device)
     grad_h = h.new_empty(rows, h.shape[1]) if wants_grad else None
@@ -125,11 +126,11 @@ def _add_gradients(products, sums, h_c, y_c, w, grad_h, grad_w, grad_b) -> None:
     in the rest. The division and the one-hot never touch it: 1 / sums scales the small
     operand of each product, and the one-hot part is a gather or scatter of rows.
     """
-    valid = len(y_c)
+    rows = len(y_c)
     inverse = sums.reciprocal()  # (c,)
     products = products.to(h_c.dtype)
-    numerators, h_c = products[:valid], h_c[:valid]
-    grad_h.copy_(times_transposed(products, w.t())[:valid])  # sum_v e_v w_v
+    numerators, h_c = products[:rows], h_c[:rows]
+    grad_h.copy_(times_transposed(products, w.t())[:rows])  # sum_v e_v w_v
     grad_h.mul_(inverse[:, None].to(grad_h.dtype)).sub_(w[y_c])  # softmax @ w - w_y
     _accumulate(grad_w, numerators.t(), h_c * inverse[:, None].to(h_c.dtype))
     grad_w.index_add_(0, y_c, h_c.float(), alpha=-1)
@@ -138,7 +139,7 @@ def _add_gradients(products, sums, h_c, y_c, w, grad_h, grad_w, grad_b) -> None:
 
 
 def _uses_onednn(x: torch.Tensor) -> bool:
-    return _ONEDNN_LINEAR is not None and x.device.type == "cpu" and x.dtype == torch.float32
+    return ONEDNN_LINEAR is not None and x.device.type == "cpu" and x.dtype == torch.float32
 
 
 def times_transposed(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
@@ -153,7 +154,7 @@ def times_transposed(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     MKL's rate.
     """
     if _uses_onednn(x):
-        return _ONEDNN_LINEAR(x, weight, None, "none", [], "")
+        return ONEDNN_LINEAR(x, weight, None, "none", [], "")
     return torch.mm(x, weight.t())
 
 

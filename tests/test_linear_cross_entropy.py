@@ -32,7 +32,7 @@ def test_loss_gradients_and_argmax_equal_the_unchunked_computation(
 ):
     monkeypatch.setitem(lce.CHUNK_ELEMENTS, "cpu", chunk_rows * VOCAB)
     if not onednn:  # the torch.mm path of builds without oneDNN
-        monkeypatch.setattr(lce, "_ONEDNN_LINEAR", None)
+        monkeypatch.setattr(lce, "ONEDNN_LINEAR", None)
     hidden, weight, b, labels = inputs(bias=bias)
     logits = F.linear(hidden, weight, b)
     expected = F.cross_entropy(logits, labels)
@@ -105,10 +105,10 @@ def test_onednn_sees_row_counts_in_multiples_of_16_whatever_the_batch(monkeypatc
 
     def recording(x, weight, *args):
         seen.append(x.shape[0])
-        return lce._ONEDNN_LINEAR.__wrapped__(x, weight, *args)
+        return lce.ONEDNN_LINEAR.__wrapped__(x, weight, *args)
 
-    recording.__wrapped__ = lce._ONEDNN_LINEAR
-    monkeypatch.setattr(lce, "_ONEDNN_LINEAR", recording)
+    recording.__wrapped__ = lce.ONEDNN_LINEAR
+    monkeypatch.setattr(lce, "ONEDNN_LINEAR", recording)
     monkeypatch.setitem(lce.CHUNK_ELEMENTS, "cpu", 20 * VOCAB)  # chunks of 20 -> 32 rows
     hidden, weight, b, labels = inputs()  # 50 rows: 32 + 18 padded to 32
     loss, predictions = linear_cross_entropy(hidden, weight, b, labels)
@@ -120,7 +120,7 @@ def test_onednn_sees_row_counts_in_multiples_of_16_whatever_the_batch(monkeypatc
 
 
 def test_float32_products_on_a_cpu_go_through_onednn_where_pytorch_has_it():
-    assert (lce._ONEDNN_LINEAR is not None) == torch.backends.mkldnn.is_available()
+    assert (lce.ONEDNN_LINEAR is not None) == torch.backends.mkldnn.is_available()
 
 
 @pytest.mark.parametrize("width", [5, 128, 300, 384])
