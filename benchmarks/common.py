@@ -22,6 +22,8 @@ import torch
 import torch.nn.functional as F
 import yaml
 
+from bertlab.runtime.allocator import keep_freed_memory
+
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 
 
@@ -118,6 +120,14 @@ def interleaved_samples(
     return rates
 
 
+def bertlab_allocator() -> str:
+    """Set glibc's malloc as bertlab-train, -eval, -predict and -embed do, for both sides of
+    a benchmark (it is process-wide); what is in force, for the printed machine line."""
+    if keep_freed_memory():
+        return "malloc keeps freed memory (bertlab.runtime.allocator)"
+    return "malloc as the environment sets it"
+
+
 def machine() -> str:
     cpu = platform.processor() or "unknown CPU"
     cpuinfo = Path("/proc/cpuinfo")
@@ -201,11 +211,12 @@ def matmul_rate(
 
 def square_products(a: torch.Tensor, b: torch.Tensor) -> dict[str, Callable[[], torch.Tensor]]:
     """The libraries' products of two square matrices, the same FLOPs each: torch.mm's
-    a @ b and, on a CPU with oneDNN, oneDNN's linear layer's a @ b.T."""
+    a @ b and, for float32 on a CPU with oneDNN, oneDNN's linear layer's a @ b.T (bertlab
+    routes only float32 there; oneDNN has no bf16 kernel for CPUs without AVX-512)."""
     from bertlab.linear_cross_entropy import ONEDNN_LINEAR
 
     products = {"torch.mm": lambda: torch.mm(a, b)}
-    if a.device.type == "cpu" and ONEDNN_LINEAR is not None:
+    if a.device.type == "cpu" and a.dtype == torch.float32 and ONEDNN_LINEAR is not None:
         products["oneDNN"] = lambda: ONEDNN_LINEAR(a, b, None, "none", [], "")
     return products
 

@@ -16,7 +16,7 @@ import argparse
 import time
 
 import torch
-from common import MatmulLimit, interleaved_rates, load, machine, report
+from common import MatmulLimit, bertlab_allocator, interleaved_rates, load, machine, report
 
 import bertlab.linear_cross_entropy as lce
 
@@ -70,7 +70,7 @@ def main() -> None:
     args = parser.parse_args()
     if ONEDNN is None:
         raise SystemExit("this PyTorch has no oneDNN (torch.backends.mkldnn): nothing to compare")
-    print(f"machine: {machine()}; {load()}")
+    print(f"machine: {machine()}; {bertlab_allocator()}; {load()}")
     limit = MatmulLimit()
     shape = (args.rows, args.hidden, args.vocab)
     sides = {

@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 from common import (
     MatmulLimit,
+    bertlab_allocator,
     breakdown_lines,
     load,
     machine,
@@ -51,7 +52,7 @@ def main() -> None:
         cfg = compose("train", overrides=[f"run_dir={tempfile.mkdtemp()}", *args.overrides])
     datamodule, tokenizer, module = pipeline.build_run(cfg, None)
     datamodule.setup("fit")
-    print(machine(), load(), sep="\n")
+    print(machine(), bertlab_allocator(), load(), sep="\n")
 
     dataset = datamodule.train_set
     items = min(args.items, len(dataset))

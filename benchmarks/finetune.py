@@ -34,6 +34,7 @@ import pytorch_lightning as pl
 import torch
 from common import (
     MatmulLimit,
+    bertlab_allocator,
     classification_flops,
     fast_training_arguments,
     hf_config,
@@ -257,7 +258,7 @@ def main() -> None:
     parser.add_argument("--model", default="mini")
     parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
     args = parser.parse_args()
-    print(f"machine: {machine()}; {load()}")
+    print(f"machine: {machine()}; {bertlab_allocator()}; {load()}")
     limit = MatmulLimit("cpu", args.precision)
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)

@@ -40,6 +40,7 @@ from pathlib import Path
 import torch
 from common import (
     MatmulLimit,
+    bertlab_allocator,
     breakdown_lines,
     classification_flops,
     generated_vocabulary,
@@ -366,7 +367,7 @@ def accuracy(args: argparse.Namespace, work: Path) -> None:
 def main() -> None:
     args = parse_args()
     torch.set_num_threads(args.threads)
-    print(machine())
+    print(f"{machine()}; {bertlab_allocator()}")
     print(f"{load()}; every side runs {args.threads} intra-op threads")
     limit = MatmulLimit()
     with tempfile.TemporaryDirectory() as directory:

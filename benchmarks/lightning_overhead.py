@@ -27,6 +27,7 @@ import pytorch_lightning as pl
 import torch
 from common import (
     MatmulLimit,
+    bertlab_allocator,
     interleaved_samples,
     load,
     machine,
@@ -126,7 +127,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=100, help="optimizer steps per repetition")
     parser.add_argument("--repetitions", type=int, default=5)
     args = parser.parse_args()
-    print(f"machine: {machine()}; {load()}")
+    print(f"machine: {machine()}; {bertlab_allocator()}; {load()}")
     limit = MatmulLimit("cpu", "fp32")
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)

@@ -34,6 +34,7 @@ from collections.abc import Callable
 import torch
 from common import (
     MatmulLimit,
+    bertlab_allocator,
     breakdown_lines,
     hf_config,
     interleaved_rates,
@@ -198,7 +199,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     torch.manual_seed(0)
-    print(f"machine: {machine()}; {load()}")
+    print(f"machine: {machine()}; {bertlab_allocator()}; {load()}")
     if args.device.startswith("cuda"):
         print(f"device: {torch.cuda.get_device_name(args.device)}")
     limit = MatmulLimit(args.device, args.precision)

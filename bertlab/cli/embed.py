@@ -23,6 +23,7 @@ from bertlab.errors import ConfigError
 from bertlab.inference.batches import SentenceEncoder, batched
 from bertlab.inference.embed import embed
 from bertlab.inference.io import read_input_file, require_text_fields, write_json_lines
+from bertlab.runtime.allocator import keep_freed_memory
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -43,6 +44,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 @exit_on_user_errors
 def main(argv: Sequence[str] | None = None) -> None:
+    keep_freed_memory()
     args = parse_args(argv)
     if args.batch_size < 1:
         raise ConfigError(f"--batch-size={args.batch_size}: must be at least 1")

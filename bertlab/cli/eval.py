@@ -24,6 +24,7 @@ from bertlab.checkpoints.init import ResolvedInit
 from bertlab.cli.errors import exit_on_user_errors
 from bertlab.errors import CheckpointError, ConfigError
 from bertlab.runtime import results, wandb_run
+from bertlab.runtime.allocator import keep_freed_memory
 from bertlab.runtime.rundir import RunDir, claimed
 from bertlab.tasks.base import BertTaskModule
 from bertlab.validation import validate_config
@@ -65,6 +66,7 @@ def require_task_head(module: BertTaskModule, init: ResolvedInit) -> None:
 @hydra.main(version_base="1.3", config_path="pkg://bertlab.conf", config_name="train")
 @exit_on_user_errors
 def main(cfg: DictConfig) -> float:
+    keep_freed_memory()
     results = evaluate(cfg, overrides=list(HydraConfig.get().overrides.task))
     return (results or {}).get("metrics", {}).get(cfg.task.objective, float("nan"))
 

@@ -30,6 +30,7 @@ from bertlab.inference.io import read_input_file, write_json_lines
 from bertlab.inference.onnx_runtime import load_onnx_task_model
 from bertlab.inference.predict import predict
 from bertlab.inference.task_model import TaskModel, torch_task_model
+from bertlab.runtime.allocator import keep_freed_memory
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -84,6 +85,7 @@ def load_task_model(args: argparse.Namespace) -> tuple[TaskModel, Tokenizer]:
 
 @exit_on_user_errors
 def main(argv: Sequence[str] | None = None) -> None:
+    keep_freed_memory()
     args = parse_args(argv)
     if args.batch_size < 1:
         raise ConfigError(f"--batch-size={args.batch_size}: must be at least 1")

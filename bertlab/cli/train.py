@@ -16,6 +16,7 @@ from omegaconf import DictConfig
 from bertlab import pipeline
 from bertlab.cli.errors import exit_on_user_errors
 from bertlab.runtime import results, wandb_run
+from bertlab.runtime.allocator import keep_freed_memory
 from bertlab.runtime.ddp import ddp_relaunch_of_this_job
 from bertlab.runtime.hydra import job_overrides
 from bertlab.runtime.rundir import RunDir, claimed
@@ -46,6 +47,7 @@ def train(cfg: DictConfig, overrides: Sequence[str] = ()) -> float:
 @hydra.main(version_base="1.3", config_path="pkg://bertlab.conf", config_name="train")
 @exit_on_user_errors
 def main(cfg: DictConfig) -> float:
+    keep_freed_memory()
     return train(cfg, overrides=job_overrides())
 
 

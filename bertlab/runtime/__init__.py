@@ -7,5 +7,6 @@
 - `ddp`: DDP ranks started by Lightning inside a multirun job re-run that job only.
 - `results`: `results.json` and the tokenizer files a run leaves.
 - `quiet`: library messages a user can do nothing about, silenced at their source.
+- `allocator`: glibc keeps the memory a step frees (no page faults on the next step).
 - `wandb_sweeps`: checks W&B sweep specs (`python -m bertlab.runtime.wandb_sweeps SPEC.yaml`).
 """

@@ -170,3 +170,13 @@ def test_the_raw_loops_loss_is_the_training_steps_loss(common):
         assert common.pretraining_loss(module.network, data).item() == pytest.approx(
             expected.item(), rel=1e-6
         )
+
+
+def test_the_bf16_limit_is_torch_mm_s_alone(common):
+    """bertlab sends only float32 to oneDNN, whose bf16 kernels need AVX-512 (this failed
+    on AVX2 machines)."""
+    import torch
+
+    a = torch.randn(32, 32, dtype=torch.bfloat16)
+    assert set(common.square_products(a, a)) == {"torch.mm"}
+    assert common.matmul_rate("cpu", "bf16", size=64, timings=1) > 0
