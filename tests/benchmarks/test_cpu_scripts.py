@@ -32,6 +32,10 @@ SMOKE_RUNS = {
         ["--rows", "64", "--vocab", "2000", "--repeat", "1", "--repetitions", "1"],
         ["torch.mm (MKL)", "oneDNN (bertlab)"],
     ),
+    "allocator.py": (
+        ["--repetitions", "1", "--steps", "1"],
+        ["glibc default", "bertlab (freed memory kept)"],
+    ),
     "inference.py": (
         ["--model", "tiny", "--repetitions", "1", "--samples", "4", "--batch-sizes", "1"],
         ["bertlab torch", "onnx fp32", "onnx int8"],
@@ -45,6 +49,8 @@ def test_prints_each_side_as_a_share_of_the_best_matmul_reading(script):
         pytest.importorskip("onnxruntime")
     if script == "decoder_products.py" and not torch.backends.mkldnn.is_available():
         pytest.skip("this PyTorch has no oneDNN")
+    if script == "allocator.py" and not sys.platform.startswith("linux"):
+        pytest.skip("glibc's malloc only")
     arguments, sides = SMOKE_RUNS[script]
     result = subprocess.run(
         [sys.executable, str(BENCHMARKS / script), *arguments],
