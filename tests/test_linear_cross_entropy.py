@@ -85,15 +85,18 @@ def test_under_bf16_autocast_it_follows_autocast_cross_entropy():
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 @pytest.mark.parametrize("transposed", [False, True])
-def test_times_transposed_is_the_matrix_product(dtype, transposed):
+@pytest.mark.parametrize("with_bias", [False, True])
+def test_times_transposed_is_the_matrix_product(dtype, transposed, with_bias):
     generator = torch.Generator().manual_seed(2)
     x = torch.randn(37, 64, generator=generator).to(dtype)
     weight = torch.randn(300, 64, generator=generator).to(dtype)
     if transposed:  # the decoder's second product passes w.T, a view
         x, weight = torch.randn(37, 300, generator=generator).to(dtype), weight.t()
-    expected = (x.double() @ weight.double().t()).to(dtype)
+    bias = torch.randn(weight.shape[0], generator=generator).to(dtype) if with_bias else None
+    expected = x.double() @ weight.double().t()
+    expected = (expected if bias is None else expected + bias.double()).to(dtype)
     tolerance = 1e-5 if dtype == torch.float32 else 2e-2
-    got = lce.times_transposed(x, weight)
+    got = lce.times_transposed(x, weight, bias)
     assert got.dtype == dtype
     torch.testing.assert_close(got, expected, atol=tolerance * 10, rtol=tolerance)
 
