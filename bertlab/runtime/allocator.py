@@ -4,13 +4,15 @@ PyTorch's CPU tensors come from malloc. glibc serves large blocks with mmap and 
 freed memory at the top of its heap back to the kernel once more than its trim threshold
 is free (both thresholds move with the sizes it has seen); the next step then faults the
 same pages in again, each one zeroed by the kernel. A `model=tiny` pretraining step
-faulted 11,000 to 17,000 pages (45 to 70 MB) that way on every step here, and ran 1.06x
-to 1.10x faster with the memory kept (docs/benchmarks.md). The PyTorch CPU tuning guide
+faulted 10,000 to 17,000 pages (40 to 70 MB) that way on every step here, none with the
+memory kept, and ran 1.05x faster (benchmarks/allocator.py). The PyTorch CPU tuning guide
 gets the same from preloading jemalloc or tcmalloc; `mallopt` does it in-process.
 
-Only on glibc, and only where the user has not chosen: a `MALLOC_*` variable or
-`GLIBC_TUNABLES` in the environment, or an allocator in `LD_PRELOAD`, is left in charge
-(`MALLOC_TRIM_THRESHOLD_=131072 bertlab-train ...` restores glibc's behaviour).
+Only on glibc, and only where the user has not chosen: a `MALLOC_*` variable, a malloc
+setting in `GLIBC_TUNABLES`, or anything in `LD_PRELOAD` (where jemalloc and tcmalloc go;
+bertlab cannot tell what a preloaded library does, so it stays out) is left in charge:
+`MALLOC_TRIM_THRESHOLD_=131072 bertlab-train ...` runs with glibc's default trim threshold
+(fixed, no longer moving) and without bertlab's setting.
 """
 
 from __future__ import annotations
