@@ -43,7 +43,15 @@ SMOKE_RUNS = {
 }
 
 
-@pytest.mark.parametrize("script", SMOKE_RUNS)
+# allocator.py starts two child processes that build the model (about 50 s on 2 cores);
+# tests/runtime/test_allocator.py checks the setting itself in the default suite.
+SLOW_SCRIPTS = {"allocator.py"}
+
+
+@pytest.mark.parametrize(
+    "script",
+    [pytest.param(s, marks=pytest.mark.slow) if s in SLOW_SCRIPTS else s for s in SMOKE_RUNS],
+)
 def test_prints_each_side_as_a_share_of_the_best_matmul_reading(script):
     if script == "inference.py":
         pytest.importorskip("onnxruntime")
