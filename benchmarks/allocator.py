@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import resource
 import statistics
 import subprocess
@@ -25,21 +24,28 @@ import time
 
 import torch
 from common import MatmulLimit, load, machine, model_settings, pretraining_flops, share_line
+from pretrain_step import VOCAB_SIZE, bertlab_step, masked_batch
 
-from bertlab.runtime.allocator import keep_freed_memory, user_chose_allocator
+from bertlab.runtime.allocator import (
+    keep_freed_memory,
+    user_chose_allocator,
+    without_allocator_choice,
+)
 
 SIDES = ("glibc default", "bertlab (freed memory kept)")
+BATCH_SIZE, SEQ_LEN = 32, 128  # pretrain_step.py's defaults
+
+
+def batch() -> dict:
+    return masked_batch(BATCH_SIZE, SEQ_LEN, torch.Generator().manual_seed(0))
 
 
 def child(model: str, steps: int, kept: bool) -> None:
     """Time `steps` pretraining steps after two warm-up steps; print one JSON line."""
-    from pretrain_step import bertlab_step, masked_batch
-
     if kept and not keep_freed_memory():
         raise SystemExit("glibc's mallopt is not available here: nothing to compare")
     torch.manual_seed(0)
-    batch = masked_batch(32, 128, torch.Generator().manual_seed(0))
-    step = bertlab_step(model_settings(model), batch, "cpu", "fp32")
+    step = bertlab_step(model_settings(model), batch(), "cpu", "fp32")
     step(), step()
     faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     started = time.perf_counter()
@@ -51,11 +57,11 @@ def child(model: str, steps: int, kept: bool) -> None:
 
 
 def run_side(model: str, steps: int, kept: bool) -> dict:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
-    env.pop("LD_PRELOAD", None)
     command = [sys.executable, __file__, "--child", "kept" if kept else "default"]
     command += ["--model", model, "--steps", str(steps)]
-    done = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
+    done = subprocess.run(
+        command, env=without_allocator_choice(), capture_output=True, text=True, check=True
+    )
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
@@ -69,7 +75,7 @@ def main() -> None:
     if args.child:
         return child(args.model, args.steps, args.child == "kept")
     if user_chose_allocator():
-        print("note: MALLOC_* / LD_PRELOAD are set here; the child processes run without them")
+        print("note: this environment tunes malloc; the child processes run without that")
     print(f"machine: {machine()}; {load()}")
     limit = MatmulLimit()
     runs: dict[str, list[dict]] = {side: [] for side in SIDES}
@@ -88,17 +94,18 @@ def main() -> None:
             flush=True,
         )
     print(limit)
-    from pretrain_step import masked_batch
-
-    masked = masked_batch(32, 128, torch.Generator())["masked_positions"].shape[1]
-    flops = float(pretraining_flops(model_settings(args.model), 128, masked, 30522))
-    print(f"pretraining step, model={args.model}, batch 32, seq 128, vocab 30522, fp32, cpu")
+    masked = batch()["masked_positions"].shape[1]
+    flops = float(pretraining_flops(model_settings(args.model), SEQ_LEN, masked, VOCAB_SIZE))
+    print(
+        f"pretraining step, model={args.model}, batch {BATCH_SIZE}, seq {SEQ_LEN}, "
+        f"vocab {VOCAB_SIZE}, fp32, cpu"
+    )
     for side in SIDES:
         seconds = statistics.median(run["seconds"] for run in runs[side])
         faults = statistics.median(run["faults"] for run in runs[side])
         print(
-            f"  {side:<28} {32 / seconds:8.1f} samples/s  {faults:7.0f} page faults/step  "
-            f"{share_line(32 / seconds, flops, limit.rate)}"
+            f"  {side:<28} {BATCH_SIZE / seconds:8.1f} samples/s  {faults:7.0f} page faults/step  "
+            f"{share_line(BATCH_SIZE / seconds, flops, limit.rate)}"
         )
     ratios = [
         default["seconds"] / kept["seconds"]

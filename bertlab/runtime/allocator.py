@@ -31,13 +31,23 @@ MMAP_THRESHOLD = 32 << 20
 TRIM_THRESHOLD = 1 << 30
 
 
+def _is_choice(name: str, value: str) -> bool:
+    return (
+        name.startswith("MALLOC_")
+        or (name == "GLIBC_TUNABLES" and "malloc" in value)
+        or (name == "LD_PRELOAD" and bool(value.strip()))
+    )
+
+
 def user_chose_allocator(environ: Mapping[str, str] = os.environ) -> bool:
     """The environment already tunes glibc's malloc or preloads another allocator."""
-    return (
-        any(name.startswith("MALLOC_") for name in environ)
-        or "malloc" in environ.get("GLIBC_TUNABLES", "")
-        or bool(environ.get("LD_PRELOAD", "").strip())
-    )
+    return any(_is_choice(name, value) for name, value in environ.items())
+
+
+def without_allocator_choice(environ: Mapping[str, str] = os.environ) -> dict[str, str]:
+    """`environ` less what `user_chose_allocator` reads: for child processes that compare
+    glibc as it comes with bertlab's setting (benchmarks/allocator.py, the tests)."""
+    return {name: value for name, value in environ.items() if not _is_choice(name, value)}
 
 
 def keep_freed_memory() -> bool:

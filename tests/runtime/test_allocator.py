@@ -10,7 +10,7 @@ import textwrap
 
 import pytest
 
-from bertlab.runtime.allocator import user_chose_allocator
+from bertlab.runtime.allocator import user_chose_allocator, without_allocator_choice
 
 
 def glibc() -> bool:
@@ -43,8 +43,7 @@ STEPS = textwrap.dedent(
 
 
 def run_steps(mode: str, **environ: str) -> dict:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")} | environ
-    env.pop("LD_PRELOAD", None)
+    env = without_allocator_choice() | environ
     done = subprocess.run(
         [sys.executable, "-c", STEPS, mode], env=env, capture_output=True, text=True, check=True
     )
@@ -112,3 +111,11 @@ def test_training_commands_keep_freed_memory(command, tmp_path):
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 2, done.stderr
     assert done.stdout.startswith("kept freed memory"), done.stdout
+
+
+def test_without_allocator_choice_drops_what_counts_as_one():
+    environ = {"PATH": "/bin", "MALLOC_ARENA_MAX": "2", "LD_PRELOAD": "libjemalloc.so"}
+    environ |= {"GLIBC_TUNABLES": "glibc.malloc.trim_threshold=0"}
+    cleaned = without_allocator_choice(environ)
+    assert cleaned == {"PATH": "/bin"}
+    assert user_chose_allocator(environ) and not user_chose_allocator(cleaned)
