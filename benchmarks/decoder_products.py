@@ -1,13 +1,14 @@
-"""The MLM decoder's loss on a CPU: its products through oneDNN (bertlab) vs torch.mm (MKL).
+"""The MLM decoder's loss on a CPU: its products through oneDNN vs torch.mm (MKL).
 
 `bertlab.linear_cross_entropy` multiplies each chunk of masked rows by the (V, H) decoder
 weight twice, (c, H) x (H, V) for the logits and (c, V) x (V, H) for the hidden states'
-gradient, and a third time for the weight's gradient. torch.mm runs the first two through
-MKL's sgemm, which is slow at few rows by a long side; bertlab runs them through oneDNN
-(`times_transposed`). This script times the whole loss, forward and backward, both ways in
-one process, alternating, at a pretraining step's shapes (batch 32 x 19 masked positions,
-vocabulary 30,522, `model=tiny`'s hidden size), and each product alone, each as a share
-of the machine's measured matmul rate.
+gradient, and a third time for the weight's gradient. On AMD CPUs torch.mm runs the first
+two through an MKL sgemm that is slow at few rows by a long side, and oneDNN is faster; on
+Intel's MKL is faster. bertlab picks by the CPU's vendor (`DECODER_THROUGH_ONEDNN`, printed
+below). This script times the whole loss, forward and backward, both ways in one process,
+alternating, at a pretraining step's shapes (batch 32 x 19 masked positions, vocabulary
+30,522, `model=tiny`'s hidden size), and each product alone, each as a share of the
+machine's measured matmul rate.
 """
 
 from __future__ import annotations
@@ -21,9 +22,10 @@ from common import MatmulLimit, bertlab_allocator, interleaved_rates, load, mach
 import bertlab.linear_cross_entropy as lce
 
 ONEDNN = lce.ONEDNN_LINEAR
+CHOSEN = lce.DECODER_THROUGH_ONEDNN  # bertlab's choice on this CPU
 
 
-def loss_and_gradients(rows: int, hidden: int, vocab: int, kernel, repeat: int):
+def loss_and_gradients(rows: int, hidden: int, vocab: int, onednn: bool, repeat: int):
     """A side: `repeat` forward + backward passes of the loss; returns the rows it scored."""
     generator = torch.Generator().manual_seed(0)
     h = torch.randn(rows, hidden, generator=generator, requires_grad=True)
@@ -32,21 +34,21 @@ def loss_and_gradients(rows: int, hidden: int, vocab: int, kernel, repeat: int):
     labels = torch.randint(0, vocab, (rows,), generator=generator)
 
     def run() -> int:
-        lce.ONEDNN_LINEAR = kernel
+        lce.DECODER_THROUGH_ONEDNN = onednn
         try:
             for _ in range(repeat):
                 h.grad = w.grad = b.grad = None
                 lce.linear_cross_entropy(h, w, b, labels)[0].backward()
         finally:
-            lce.ONEDNN_LINEAR = ONEDNN
+            lce.DECODER_THROUGH_ONEDNN = CHOSEN
         return rows * repeat
 
     return run
 
 
-def product_rate(x: torch.Tensor, weight: torch.Tensor, kernel, timings: int = 5) -> float:
-    """FLOP/s of x @ weight.T through `kernel` (None: torch.mm), the best of `timings`."""
-    lce.ONEDNN_LINEAR = kernel
+def product_rate(x: torch.Tensor, weight: torch.Tensor, onednn: bool, timings: int = 5) -> float:
+    """FLOP/s of x @ weight.T through oneDNN or torch.mm, the best of `timings`."""
+    lce.DECODER_THROUGH_ONEDNN = onednn
     try:
         lce.times_transposed(x, weight)
         best = float("inf")
@@ -56,7 +58,7 @@ def product_rate(x: torch.Tensor, weight: torch.Tensor, kernel, timings: int = 5
                 lce.times_transposed(x, weight)
             best = min(best, (time.perf_counter() - started) / 5)
     finally:
-        lce.ONEDNN_LINEAR = ONEDNN
+        lce.DECODER_THROUGH_ONEDNN = CHOSEN
     return 2 * x.shape[0] * x.shape[1] * weight.shape[0] / best
 
 
@@ -74,8 +76,8 @@ def main() -> None:
     limit = MatmulLimit()
     shape = (args.rows, args.hidden, args.vocab)
     sides = {
-        "torch.mm (MKL)": loss_and_gradients(*shape, None, args.repeat),
-        "oneDNN (bertlab)": loss_and_gradients(*shape, ONEDNN, args.repeat),
+        "torch.mm (MKL)": loss_and_gradients(*shape, False, args.repeat),
+        "oneDNN": loss_and_gradients(*shape, True, args.repeat),
     }
     rates = interleaved_rates(sides, args.repetitions, limit=limit)
     print(limit)
@@ -84,7 +86,7 @@ def main() -> None:
         f"vocab {args.vocab}, fp32, cpu (rows/s; three products of 2 x H x V FLOPs a row)",
         rates,
         baseline="torch.mm (MKL)",
-        candidate="oneDNN (bertlab)",
+        candidate="oneDNN",
         flops_per_sample=3 * 2 * args.hidden * args.vocab,
         limit=limit.rate,
     )
@@ -101,9 +103,13 @@ def main() -> None:
             weight.t(),
         ),
     }
+    print(
+        f"bertlab's choice on this CPU ({lce.cpu_vendor() or 'vendor unknown'}): "
+        + ("oneDNN" if CHOSEN else "torch.mm (MKL)")
+    )
     print(f"each product alone (best of 5 timings; {load()})")
     for name, (x, w) in products.items():
-        mkl, onednn = product_rate(x, w, None), product_rate(x, w, ONEDNN)
+        mkl, onednn = product_rate(x, w, False), product_rate(x, w, True)
         print(
             f"  {name}: torch.mm {mkl / 1e9:.1f} GFLOP/s = {mkl / limit.rate:.1%}, "
             f"oneDNN {onednn / 1e9:.1f} GFLOP/s = {onednn / limit.rate:.1%} "

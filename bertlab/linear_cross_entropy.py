@@ -39,6 +39,26 @@ ONEDNN_LINEAR = (
 )
 
 
+def cpu_vendor() -> str:
+    """The CPU's vendor_id ('GenuineIntel', 'AuthenticAMD', ...), '' where /proc/cpuinfo
+    does not say (other systems)."""
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("vendor_id"):
+                    return line.partition(":")[2].strip()
+    except OSError:
+        pass
+    return ""
+
+
+# Which library multiplies by the decoder weight (see times_transposed). MKL, behind
+# torch.mm, is Intel's: on AMD CPUs oneDNN ran the loss 1.36x faster than MKL (EPYC VMs,
+# AVX2 and AVX-512 kernels), on Intel's MKL ran it 1.06x faster than oneDNN (a Sapphire
+# Rapids VM; benchmarks/decoder_products.py compares the two on the machine at hand).
+DECODER_THROUGH_ONEDNN = cpu_vendor() != "GenuineIntel"
+
+
 def linear_cross_entropy(
     hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, labels: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -140,19 +160,25 @@ def _add_gradients(products, sums, h_c, y_c, w, grad_h, grad_w, grad_b) -> None:
 
 
 def _uses_onednn(x: torch.Tensor) -> bool:
-    return ONEDNN_LINEAR is not None and x.device.type == "cpu" and x.dtype == torch.float32
+    return (
+        DECODER_THROUGH_ONEDNN
+        and ONEDNN_LINEAR is not None
+        and x.device.type == "cpu"
+        and x.dtype == torch.float32
+    )
 
 
 def times_transposed(
     x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None
 ) -> torch.Tensor:
-    """x @ weight.T (+ bias), on a CPU in float32 through oneDNN.
+    """x @ weight.T (+ bias), on a CPU in float32 through oneDNN (DECODER_THROUGH_ONEDNN).
 
     The decoder's two products by the (V, H) weight, (c, H) x (H, V) and (c, V) x (V, H),
-    are few rows by a long side; MKL's sgemm, which torch.mm calls on a CPU, runs the
+    are few rows by a long side; on AMD CPUs MKL's sgemm, which torch.mm calls, runs the
     first at under half of its square-matrix rate, oneDNN 1.4 to 1.9 times faster (the
     second 1.1 to 1.25 times; on AVX2 and AVX-512 kernels), which made the loss 1.36x and
     a `model=tiny` pretraining step about 1.1x faster (benchmarks/decoder_products.py).
+    On Intel's, MKL runs the first 1.2x faster than oneDNN, and the loss stays with MKL.
     MKL stays for the weight's gradient, whose transposed operand oneDNN runs at half
     MKL's rate.
     """

@@ -31,8 +31,10 @@ def test_loss_gradients_and_argmax_equal_the_unchunked_computation(
     monkeypatch, chunk_rows, bias, onednn
 ):
     monkeypatch.setitem(lce.CHUNK_ELEMENTS, "cpu", chunk_rows * VOCAB)
-    if not onednn:  # the torch.mm path of builds without oneDNN
-        monkeypatch.setattr(lce, "ONEDNN_LINEAR", None)
+    if onednn and lce.ONEDNN_LINEAR is None:
+        pytest.skip("no oneDNN")
+    # oneDNN's path (AMD CPUs) or torch.mm's (Intel CPUs, builds without oneDNN)
+    monkeypatch.setattr(lce, "DECODER_THROUGH_ONEDNN", onednn)
     hidden, weight, b, labels = inputs(bias=bias)
     logits = F.linear(hidden, weight, b)
     expected = F.cross_entropy(logits, labels)
@@ -101,17 +103,24 @@ def test_times_transposed_is_the_matrix_product(dtype, transposed, with_bias):
     torch.testing.assert_close(got, expected, atol=tolerance * 10, rtol=tolerance)
 
 
-@pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="no oneDNN")
-def test_onednn_sees_row_counts_in_multiples_of_16_whatever_the_batch(monkeypatch):
-    """oneDNN compiles a kernel per shape: a batch's masked-row count must not make one."""
+def record_onednn_rows(monkeypatch) -> list[int]:
+    """The row counts of the products oneDNN is asked for, from now on."""
     seen = []
+    onednn = lce.ONEDNN_LINEAR
 
     def recording(x, weight, *args):
         seen.append(x.shape[0])
-        return lce.ONEDNN_LINEAR.__wrapped__(x, weight, *args)
+        return onednn(x, weight, *args)
 
-    recording.__wrapped__ = lce.ONEDNN_LINEAR
     monkeypatch.setattr(lce, "ONEDNN_LINEAR", recording)
+    return seen
+
+
+@pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="no oneDNN")
+def test_onednn_sees_row_counts_in_multiples_of_16_whatever_the_batch(monkeypatch):
+    """oneDNN compiles a kernel per shape: a batch's masked-row count must not make one."""
+    monkeypatch.setattr(lce, "DECODER_THROUGH_ONEDNN", True)
+    seen = record_onednn_rows(monkeypatch)
     monkeypatch.setitem(lce.CHUNK_ELEMENTS, "cpu", 20 * VOCAB)  # chunks of 20 -> 32 rows
     hidden, weight, b, labels = inputs()  # 50 rows: 32 + 18 padded to 32
     loss, predictions = linear_cross_entropy(hidden, weight, b, labels)
@@ -124,6 +133,29 @@ def test_onednn_sees_row_counts_in_multiples_of_16_whatever_the_batch(monkeypatc
 
 def test_float32_products_on_a_cpu_go_through_onednn_where_pytorch_has_it():
     assert (lce.ONEDNN_LINEAR is not None) == torch.backends.mkldnn.is_available()
+
+
+@pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="no oneDNN")
+def test_on_an_intel_cpu_the_decoder_stays_with_mkl(monkeypatch):
+    monkeypatch.setattr(lce, "DECODER_THROUGH_ONEDNN", False)
+    seen = record_onednn_rows(monkeypatch)
+    hidden, weight, b, labels = inputs()
+    loss, _ = linear_cross_entropy(hidden, weight, b, labels)
+    loss.backward()
+    assert seen == []
+    torch.testing.assert_close(loss, F.cross_entropy(F.linear(hidden, weight, b), labels))
+
+
+def test_the_decoder_library_follows_the_cpu_vendor():
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            vendors = {
+                line.split(":")[1].strip() for line in cpuinfo if line.startswith("vendor_id")
+            }
+    except OSError:
+        vendors = {""}
+    assert lce.cpu_vendor() in vendors
+    assert (lce.cpu_vendor() != "GenuineIntel") == lce.DECODER_THROUGH_ONEDNN
 
 
 @pytest.mark.parametrize("width", [5, 128, 300, 384])

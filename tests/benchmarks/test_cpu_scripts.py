@@ -30,7 +30,7 @@ SMOKE_RUNS = {
     ),
     "decoder_products.py": (
         ["--rows", "64", "--vocab", "2000", "--repeat", "1", "--repetitions", "1"],
-        ["torch.mm (MKL)", "oneDNN (bertlab)"],
+        ["torch.mm (MKL)", "oneDNN"],
     ),
     "allocator.py": (
         ["--repetitions", "1", "--steps", "1"],
