@@ -255,7 +255,11 @@ class BertSelfAttention(nn.Module):
     def _heads(self, x: torch.Tensor, *projections: nn.Linear) -> tuple[torch.Tensor, ...]:
         B, T, H = x.shape
         if self.joined is not None and self.joined[0] == self._weights_state():
-            weight, bias = self.joined[1] if len(projections) == 3 else self.join(*projections)
+            # The joined copy's rows for these projections (the query, or key and value,
+            # of a layer that runs on [CLS] alone): a view, no copy.
+            first = [self.query, self.key, self.value].index(projections[0])
+            rows = slice(first * H, (first + len(projections)) * H)
+            weight, bias = (t if t is None else t[rows] for t in self.joined[1])
         else:
             weight, bias = self.join(*projections)
         y = F.linear(x, weight, bias).view(B, T, len(projections), self.num_heads, -1)

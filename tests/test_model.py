@@ -294,3 +294,20 @@ def test_joined_projections_are_made_once_and_never_outlive_the_weights(model, m
     join_projections(model)
     model.train()  # training drops the copy
     assert all(m.joined is None for m in model.modules() if isinstance(m, BertSelfAttention))
+
+
+def test_the_cls_only_last_layer_slices_the_joined_copy(monkeypatch):
+    torch.manual_seed(0)
+    classifier = BertForSequenceClassification(SMALL, num_labels=3).eval()
+    inputs = batch([10, 7], 10)
+    with torch.no_grad():
+        expected = classifier(*inputs)
+    join_projections(classifier)
+    joins = []
+    original = BertSelfAttention.join
+    monkeypatch.setattr(
+        BertSelfAttention, "join", staticmethod(lambda *p: joins.append(p) or original(*p))
+    )
+    with torch.inference_mode():
+        torch.testing.assert_close(classifier(*inputs), expected, rtol=0, atol=1e-6)
+    assert joins == []  # the query alone and key + value came from the joined copy
