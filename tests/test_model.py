@@ -269,16 +269,22 @@ def test_validation_names_the_keys_before_any_work(make_config):
         validate_config(make_config("model.local_attention=64"))
 
 
-def test_joined_projections_are_made_once_and_never_outlive_the_weights(model, monkeypatch):
-    inputs = batch([10, 7], 10)
-    with torch.no_grad():
-        expected = model(*inputs)[0]
-    join_projections(model)
+def record_joins(monkeypatch) -> list[tuple]:
+    """The projections BertSelfAttention.join is called with, from now on."""
     joins = []
     original = BertSelfAttention.join
     monkeypatch.setattr(
         BertSelfAttention, "join", staticmethod(lambda *p: joins.append(p) or original(*p))
     )
+    return joins
+
+
+def test_joined_projections_are_made_once_and_never_outlive_the_weights(model, monkeypatch):
+    inputs = batch([10, 7], 10)
+    with torch.no_grad():
+        expected = model(*inputs)[0]
+    join_projections(model)
+    joins = record_joins(monkeypatch)
     with torch.inference_mode():
         torch.testing.assert_close(model(*inputs)[0], expected, rtol=0, atol=0)
     assert joins == []  # every layer used the copy joined once
@@ -303,11 +309,7 @@ def test_the_cls_only_last_layer_slices_the_joined_copy(monkeypatch):
     with torch.no_grad():
         expected = classifier(*inputs)
     join_projections(classifier)
-    joins = []
-    original = BertSelfAttention.join
-    monkeypatch.setattr(
-        BertSelfAttention, "join", staticmethod(lambda *p: joins.append(p) or original(*p))
-    )
+    joins = record_joins(monkeypatch)
     with torch.inference_mode():
         torch.testing.assert_close(classifier(*inputs), expected, rtol=0, atol=1e-6)
     assert joins == []  # the query alone and key + value came from the joined copy
