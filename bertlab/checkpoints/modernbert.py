@@ -415,9 +415,9 @@ def write_hf_directory(
     BertForQuestionAnswering built with ModernBERT's switches. The tokenizer files are
     the exporter's (`bertlab-export`); `tokenizer` here only names the special token ids.
     """
+    config = hf_config(model, tokenizer, label_names, regression)  # raises before any write
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    config = hf_config(model, tokenizer, label_names, regression)
     (out / "config.json").write_text(json.dumps(config, indent=2) + "\n")
     save_file(hf_state_dict(model), str(out / "model.safetensors"), metadata={"format": "pt"})
     return out

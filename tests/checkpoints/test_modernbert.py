@@ -271,7 +271,7 @@ def test_export_writes_a_directory_transformers_loads_with_the_same_outputs(
         )
 
 
-def test_hf_representable_names_the_keys() -> None:
+def test_hf_representable_names_the_keys(tmp_path) -> None:
     assert hf_representable({}) is None  # BERT
     assert hf_representable(MODERN) is None
     reason = hf_representable({**MODERN, "position_embedding_type": "absolute"})
@@ -280,5 +280,6 @@ def test_hf_representable_names_the_keys() -> None:
     with pytest.raises(CheckpointError, match="ModernBERT needs model.final_layer_norm=true"):
         write_hf_directory(
             BertForPreTraining(BertConfig.from_dict({**MODERN, "final_layer_norm": False})),
-            Path("unused"),
+            tmp_path / "refused",
         )
+    assert not (tmp_path / "refused").exists()  # refused before anything is written
