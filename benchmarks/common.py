@@ -23,6 +23,7 @@ import torch.nn.functional as F
 import yaml
 
 from bertlab.runtime.allocator import keep_freed_memory
+from bertlab.runtime.cpu import cpuinfo
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 
@@ -129,13 +130,7 @@ def bertlab_allocator() -> str:
 
 
 def machine() -> str:
-    cpu = platform.processor() or "unknown CPU"
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
+    cpu = cpuinfo("model name") or platform.processor() or "unknown CPU"
     # Virtual machines of one name differ in vector width (and so in speed and in the
     # order MKL sums in); torch's own detection says which kernels it runs.
     vectors = torch.backends.cpu.get_cpu_capability()

@@ -20,6 +20,7 @@ import torch
 from common import MatmulLimit, bertlab_allocator, interleaved_rates, load, machine, report
 
 import bertlab.linear_cross_entropy as lce
+from bertlab.runtime.cpu import cpuinfo
 
 ONEDNN = lce.ONEDNN_LINEAR
 CHOSEN = lce.DECODER_THROUGH_ONEDNN  # bertlab's choice on this CPU
@@ -104,7 +105,7 @@ def main() -> None:
         ),
     }
     print(
-        f"bertlab's choice on this CPU ({lce.cpu_vendor() or 'vendor unknown'}): "
+        f"bertlab's choice on this CPU ({cpuinfo('vendor_id') or 'vendor unknown'}): "
         + ("oneDNN" if CHOSEN else "torch.mm (MKL)")
     )
     print(f"each product alone (best of 5 timings; {load()})")

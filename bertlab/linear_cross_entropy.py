@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import torch
 
+from bertlab.runtime.cpu import cpuinfo
+
 # Logit elements per chunk. On a CPU, 4M floats (16 MB; about 128 rows at V = 30,522) stay
 # in the last-level cache and keep the products large enough to run near the machine's
 # matmul rate (64 to 256 rows measured within 10% of each other); a GPU wants chunks
@@ -39,24 +41,11 @@ ONEDNN_LINEAR = (
 )
 
 
-def cpu_vendor() -> str:
-    """The CPU's vendor_id ('GenuineIntel', 'AuthenticAMD', ...), '' where /proc/cpuinfo
-    does not say (other systems)."""
-    try:
-        with open("/proc/cpuinfo") as cpuinfo:
-            for line in cpuinfo:
-                if line.startswith("vendor_id"):
-                    return line.partition(":")[2].strip()
-    except OSError:
-        pass
-    return ""
-
-
 # Which library multiplies by the decoder weight (see times_transposed). MKL, behind
 # torch.mm, is Intel's: on AMD CPUs oneDNN ran the loss 1.36x faster than MKL (EPYC VMs,
 # AVX2 and AVX-512 kernels), on Intel's MKL ran it 1.06x faster than oneDNN (a Sapphire
 # Rapids VM; benchmarks/decoder_products.py compares the two on the machine at hand).
-DECODER_THROUGH_ONEDNN = cpu_vendor() != "GenuineIntel"
+DECODER_THROUGH_ONEDNN = cpuinfo("vendor_id") != "GenuineIntel"
 
 
 def linear_cross_entropy(

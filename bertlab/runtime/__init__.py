@@ -8,5 +8,6 @@
 - `results`: `results.json` and the tokenizer files a run leaves.
 - `quiet`: library messages a user can do nothing about, silenced at their source.
 - `allocator`: glibc keeps the memory a step frees (no page faults on the next step).
+- `cpu`: the CPU's vendor and model name from /proc/cpuinfo.
 - `wandb_sweeps`: checks W&B sweep specs (`python -m bertlab.runtime.wandb_sweeps SPEC.yaml`).
 """
