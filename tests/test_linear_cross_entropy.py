@@ -86,6 +86,27 @@ def test_under_bf16_autocast_it_follows_autocast_cross_entropy():
     assert [g.dtype for g in gradients(hidden, weight, b)] == [torch.float32] * 3
 
 
+@pytest.mark.parametrize("chunk_rows", [1, 7, ROWS])
+def test_under_bf16_autocast_the_gradients_are_autocasts(monkeypatch, chunk_rows):
+    # bf16 keeps the chunks' numerators for one product into the weight's gradient.
+    monkeypatch.setitem(lce.CHUNK_ELEMENTS, "cpu", chunk_rows * VOCAB)
+    hidden, weight, b, labels = inputs()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        expected = F.cross_entropy(F.linear(hidden, weight, b).float(), labels)
+    expected.backward()
+    expected_grads = [g.clone() for g in gradients(hidden, weight, b)]
+    for t in (hidden, weight, b):
+        t.grad = None
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss, predictions = linear_cross_entropy(hidden, weight, b, labels)
+    loss.backward()
+    for g, e in zip(gradients(hidden, weight, b), expected_grads, strict=True):
+        # bf16 keeps 8 bits of mantissa: errors of a few 1e-3 of the gradients' scale
+        torch.testing.assert_close(g, e, atol=2e-2 * e.abs().max().item(), rtol=0)
+    bf16_logits = F.linear(hidden.bfloat16(), weight.bfloat16()).float() + b
+    assert (predictions == bf16_logits.argmax(-1)).float().mean() > 0.9
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 @pytest.mark.parametrize("transposed", [False, True])
 @pytest.mark.parametrize("with_bias", [False, True])
