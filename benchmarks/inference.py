@@ -1,5 +1,7 @@
 """CPU inference: bertlab-predict's path (PyTorch eager, ONNX Runtime fp32, ONNX Runtime int8)
 and bertlab-embed's encoder against transformers on the same batches; int8's accuracy change.
+On a CPU with bf16 instructions (AMX, AVX512-BF16) also `--precision bf16`, with its share
+of the bf16 matmul rate and its accuracy change.
 
 python benchmarks/inference.py                         # model=base, batch 1 and 32, sequence 128
 python benchmarks/inference.py --repetitions 1 --batch-sizes 1    # a smoke run
@@ -27,6 +29,7 @@ ONNX fp32 and ONNX int8 paths; printed: each accuracy and int8's label agreement
 from __future__ import annotations
 
 import argparse
+import copy
 import csv
 import dataclasses
 import json
@@ -50,6 +53,7 @@ from common import (
     machine,
     model_settings,
     report,
+    share_line,
     step_breakdown,
 )
 
@@ -62,14 +66,21 @@ from bertlab.inference.onnx_runtime import (
     optimizer_graph,
     session_forward,
 )
+from bertlab.inference.precision import BF16_CPU_FLAGS
 from bertlab.inference.predict import predict
 from bertlab.inference.task_model import torch_task_model
 from bertlab.model import BertConfig, BertModel
+from bertlab.runtime.cpu import cpuinfo
 from bertlab.tasks.classify import ClassificationModule
 from bertlab.tokenizer import train_wordpiece
 
 VOCAB_SIZE = 30_522  # bert-base-uncased's
 ARCHITECTURE_KEYS = {key for key in BertConfig.__dataclass_fields__}
+BF16_SIDE = "bertlab torch bf16"
+
+
+def native_bf16() -> bool:
+    return bool(BF16_CPU_FLAGS & set(cpuinfo("flags").split()))
 
 
 def parse_args() -> argparse.Namespace:
@@ -135,7 +146,7 @@ def batches(batch_size: int, sequence: int, count: int) -> list[dict[str, torch.
     return result
 
 
-def prediction_sides(module, hf_model, onnx_models, inputs) -> dict:
+def prediction_sides(module, hf_model, onnx_models, inputs, bf16: bool) -> dict:
     samples = sum(len(batch["input_ids"]) for batch in inputs)
     bertlab_torch = torch_task_model(module)
 
@@ -156,6 +167,8 @@ def prediction_sides(module, hf_model, onnx_models, inputs) -> dict:
 
     sides = {"transformers (SDPA)": run_transformers, "bertlab torch": run_bertlab(bertlab_torch)}
     sides |= {name: run_bertlab(model) for name, model in onnx_models.items()}
+    if bf16:  # a copy: --precision bf16 casts the linear layers' weights
+        sides[BF16_SIDE] = run_bertlab(torch_task_model(copy.deepcopy(module), "bf16"))
     return sides
 
 
@@ -197,6 +210,9 @@ def onnx_models(module, tokenizer, directory: Path, threads: int) -> dict:
 
 
 def throughput(args: argparse.Namespace, limit: MatmulLimit, work: Path) -> None:
+    bf16_limit = MatmulLimit(precision="bf16") if native_bf16() else None
+    if bf16_limit is None:
+        print("no bf16 instructions on this CPU (amx_bf16, avx512_bf16): no --precision bf16 row")
     settings = model_settings(args.model)
     module = build_classifier(args.model)
     hf_model = transformers_classifier(module, settings)
@@ -211,13 +227,21 @@ def throughput(args: argparse.Namespace, limit: MatmulLimit, work: Path) -> None
             f"sequence {args.sequence}"
         )
         print(f"\nmeasuring: {title}", flush=True)
-        rates = interleaved_rates(
-            prediction_sides(module, hf_model, runtimes, inputs), args.repetitions, limit=limit
-        )
+        sides = prediction_sides(module, hf_model, runtimes, inputs, bf16_limit is not None)
+        rates = interleaved_rates(sides, args.repetitions, limit=limit)
         print(limit)
+        bf16_rate = rates.pop(BF16_SIDE, None)
         report(title, rates, "bertlab torch", "onnx fp32", flops, limit.rate)
         for name in ("onnx fp32 (optimizer graph)", "onnx int8", "transformers (SDPA)"):
             print(f"  ratio {name} / bertlab torch: {rates[name] / rates['bertlab torch']:.2f}x")
+        if bf16_rate is not None:
+            bf16_limit.measure()
+            print(f"  {bf16_limit}")
+            print(
+                f"  {BF16_SIDE:<28} {bf16_rate:10.1f} samples/s  "
+                f"{share_line(bf16_rate, flops, bf16_limit.rate)} (bf16)"
+            )
+            print(f"  ratio {BF16_SIDE} / bertlab torch: {bf16_rate / rates['bertlab torch']:.2f}x")
         title = (
             f"bertlab-embed encoder, model={args.model}, batch {batch_size}, "
             f"sequence {args.sequence}"
@@ -347,14 +371,16 @@ def accuracy(args: argparse.Namespace, work: Path) -> None:
     ]
     gold = [str(row["label"]) for row in rows]
     module, tokenizer = load_module(checkpoint)
-    models = {"torch": torch_task_model(module)}
+    models = {"torch": torch_task_model(copy.deepcopy(module))}
+    if native_bf16():
+        models["torch bf16"] = torch_task_model(module, "bf16")
     models["onnx fp32"], _ = load_onnx_task_model(checkpoint, threads=args.threads)
     models["onnx int8"], _ = load_onnx_task_model(checkpoint, "int8", threads=args.threads)
     labels = {
         name: [str(r["label"]) for r in predict(model, tokenizer, records, str(dev))]
         for name, model in models.items()
     }
-    print(f"\nint8 accuracy change: {checkpoint} on {dev} ({len(gold)} examples)")
+    print(f"\nint8 (and bf16) accuracy change: {checkpoint} on {dev} ({len(gold)} examples)")
     for name, predicted in labels.items():
         correct = sum(p == g for p, g in zip(predicted, gold, strict=True)) / len(gold)
         print(f"  {name:<10} accuracy {correct:.4f}")
@@ -362,6 +388,11 @@ def accuracy(args: argparse.Namespace, work: Path) -> None:
         a == b for a, b in zip(labels["onnx fp32"], labels["onnx int8"], strict=True)
     ) / len(gold)
     print(f"  int8 labels equal to fp32's on {agreement:.2%} of the examples")
+    if "torch bf16" in labels:
+        agreement = sum(
+            a == b for a, b in zip(labels["torch"], labels["torch bf16"], strict=True)
+        ) / len(gold)
+        print(f"  torch bf16 labels equal to torch fp32's on {agreement:.2%} of the examples")
 
 
 def main() -> None:

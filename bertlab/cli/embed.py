@@ -2,17 +2,20 @@
 
 bertlab-embed outputs/DATE/TIME/checkpoints/last.ckpt sentences.txt --out vectors.jsonl
 bertlab-embed hf-bert-dir sentences.jsonl --pooling mean --format npy --out vectors.npy
+bertlab-embed last.ckpt sentences.txt --precision bf16 --out vectors.jsonl   # AMX CPUs, GPUs
 
 The model is a bertlab checkpoint, a Hugging Face BERT directory or `hf:NAME`. Input lines
 are JSON objects with `text` (+ `text_pair`) or plain text. JSON Lines output adds
 `tokens` (WordPiece, with [CLS] and [SEP]), `token_vectors` (one per token) and
 `sentence_vector` to each input object; `--format npy` writes the sentence vectors only,
-as one float32 array (inputs x hidden size).
+as one float32 array (inputs x hidden size). `--precision bf16` runs the matrix products in
+bf16 (as bf16 autocast does; bertlab-predict --help says where that is faster).
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Sequence
 
 import numpy as np
@@ -23,6 +26,7 @@ from bertlab.errors import ConfigError
 from bertlab.inference.batches import SentenceEncoder, batched
 from bertlab.inference.embed import embed
 from bertlab.inference.io import read_input_file, require_text_fields, write_json_lines
+from bertlab.inference.precision import PRECISIONS, for_precision, native_bf16_note
 from bertlab.runtime.allocator import keep_freed_memory
 
 
@@ -39,6 +43,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--out", help="output file (default: stdout; required for npy)")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--max-length", type=int, help="truncate to this many tokens")
+    parser.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default="fp32",
+        help="bf16 matrix products (autocast's numbers), for CPUs with AMX and GPUs",
+    )
     return parser.parse_args(argv)
 
 
@@ -53,11 +63,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     records, source = read_input_file(args.input)
     require_text_fields(records, ("text",), ("text_pair",), source)
     encoder, tokenizer = load_encoder(args.model)
+    if note := native_bf16_note(args.precision):
+        print(note, file=sys.stderr)
+    encoder = for_precision(encoder, args.precision)
     encode = SentenceEncoder(tokenizer, args.max_length or encoder.config.max_position_embeddings)
     results = []
     for chunk in batched(records, args.batch_size):
         batch, encodings = encode([record.fields for record in chunk])
-        results += embed(encoder, batch, encodings, args.pooling)
+        results += embed(encoder, batch, encodings, args.pooling, args.precision)
     if args.format == "npy":
         vectors = np.asarray([result["sentence_vector"] for result in results], dtype=np.float32)
         np.save(args.out, vectors)

@@ -5,6 +5,7 @@ echo 'this movie is so great' | bertlab-predict best.ckpt
 bertlab-predict path/to/hf-classifier dev.jsonl     # a Hugging Face directory, or hf:NAME
 bertlab-predict exported/ dev.jsonl --runtime onnx  # ONNX Runtime (bertlab-export format=onnx)
 bertlab-predict best.ckpt dev.jsonl --runtime onnx --quantize int8
+bertlab-predict best.ckpt dev.jsonl --precision bf16   # bf16 products (AMX CPUs, GPUs)
 
 Input lines are JSON objects with `text` (+ `text_pair`) for classification and
 regression, `question` + `context` for question answering, or plain text lines (one
@@ -14,11 +15,15 @@ regression, `question` + `context` for question answering, or plain text lines (
 `--runtime onnx` runs an exported directory (model.onnx, config.json, tokenizer) or a
 .ckpt (exported once into $BERTLAB_CACHE/onnx) with ONNX Runtime on the CPU, with the same
 inputs and outputs; `--quantize int8` runs it with int8 weights (dynamic quantization).
+`--precision bf16` runs PyTorch's matrix products in bf16, as bf16 autocast does: faster on
+GPUs and on CPUs with bf16 instructions (AMX, AVX512-BF16: the amx_bf16 or avx512_bf16 flag
+in /proc/cpuinfo), slower on the others, where they are emulated.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Sequence
 
 from tokenizers import Tokenizer
@@ -28,6 +33,7 @@ from bertlab.cli.errors import exit_on_user_errors
 from bertlab.errors import ConfigError
 from bertlab.inference.io import read_input_file, write_json_lines
 from bertlab.inference.onnx_runtime import load_onnx_task_model
+from bertlab.inference.precision import PRECISIONS, native_bf16_note
 from bertlab.inference.predict import predict
 from bertlab.inference.task_model import TaskModel, torch_task_model
 from bertlab.runtime.allocator import keep_freed_memory
@@ -56,6 +62,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--logits", action="store_true", help="also write the raw logits")
     parser.add_argument("--runtime", choices=("torch", "onnx"), default="torch")
     parser.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default="fp32",
+        help="torch: bf16 matrix products (autocast's numbers), for CPUs with AMX and GPUs",
+    )
+    parser.add_argument(
         "--quantize", choices=("int8",), help="onnx: int8 weights, dynamic quantization"
     )
     parser.add_argument(
@@ -71,6 +83,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def load_task_model(args: argparse.Namespace) -> tuple[TaskModel, Tokenizer]:
     if args.runtime == "onnx":
+        if args.precision != "fp32":
+            raise ConfigError(
+                f"--precision {args.precision}: an option of --runtime torch (ONNX Runtime runs "
+                "the exported float32 graph, or int8 with --quantize int8)"
+            )
         return load_onnx_task_model(
             args.checkpoint, args.quantize, args.threads, fuse=not args.no_fusion
         )
@@ -80,7 +97,9 @@ def load_task_model(args: argparse.Namespace) -> tuple[TaskModel, Tokenizer]:
     if args.no_fusion:
         raise ConfigError("--no-fusion: an option of --runtime onnx")
     module, tokenizer = load_module(args.checkpoint)
-    return torch_task_model(module), tokenizer
+    if note := native_bf16_note(args.precision):
+        print(note, file=sys.stderr)
+    return torch_task_model(module, args.precision), tokenizer
 
 
 @exit_on_user_errors

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 
 from bertlab.errors import CheckpointError
+from bertlab.inference.precision import autocast, for_precision
 from bertlab.model import join_projections
 from bertlab.tasks.base import BertTaskModule
 from bertlab.tasks.classify import ClassificationModule
@@ -49,14 +50,18 @@ def task_kind(module: BertTaskModule) -> str:
     )
 
 
-def torch_task_model(module: BertTaskModule) -> TaskModel:
-    """`module`'s network run by PyTorch, in inference mode (eval, projections joined)."""
+def torch_task_model(module: BertTaskModule, precision: str = "fp32") -> TaskModel:
+    """`module`'s network run by PyTorch, in inference mode (eval, projections joined);
+    `precision="bf16"`: its products in bf16 (bertlab.inference.precision; float32 outputs)."""
     kind = task_kind(module)
-    network = join_projections(module.model)
+    network = join_projections(for_precision(module.model, precision))
 
     @torch.inference_mode()
     def forward(batch: Batch) -> Outputs:
-        outputs = network(batch["input_ids"], batch["token_type_ids"], batch["attention_mask"])
-        return outputs.squeeze(-1) if kind == REGRESSION else outputs
+        with autocast(precision):
+            outputs = network(batch["input_ids"], batch["token_type_ids"], batch["attention_mask"])
+        if kind == QUESTION_ANSWERING:
+            return tuple(output.float() for output in outputs)
+        return outputs.float().squeeze(-1) if kind == REGRESSION else outputs.float()
 
     return TaskModel(kind, dict(module.hparams), network.config.max_position_embeddings, forward)
