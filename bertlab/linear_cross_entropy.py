@@ -99,10 +99,12 @@ def _chunks(h, w, b, labels, wants_grad):
     rows, vocab = h.shape[0], w.shape[0]
     per_chunk = CHUNK_ELEMENTS.get(h.device.type, GPU_CHUNK_ELEMENTS) // vocab
     chunk = max(1, min(rows, per_chunk))
-    if onednn := _uses_onednn(h):
-        # oneDNN compiles a kernel for every new shape (about 4 ms each, cached up to 1,024
-        # shapes), and the number of masked rows changes from batch to batch; so the rows
-        # go in multiples of ALIGNED_ROWS, the last chunk padded with zero rows.
+    onednn = _uses_onednn(h)
+    if onednn or (h.device.type == "cpu" and h.dtype != torch.float32):
+        # oneDNN compiles a kernel for every new shape (about 4 ms each, 13 ms for a bf16
+        # (N, V) x (V, H) product; cached up to 1,024 shapes), and the number of masked rows
+        # changes from batch to batch; so the rows go in multiples of ALIGNED_ROWS, the last
+        # chunk padded with zero rows. torch.mm's bf16 products on a CPU are oneDNN's too.
         chunk = -(-chunk // ALIGNED_ROWS) * ALIGNED_ROWS
         if padding := (-rows) % ALIGNED_ROWS:
             h = torch.cat([h, h.new_zeros(padding, h.shape[1])])
@@ -119,8 +121,11 @@ def _chunks(h, w, b, labels, wants_grad):
     new_grad = torch.empty_like if keeps_numerators else torch.zeros_like
     grad_w = new_grad(w, dtype=torch.float32) if wants_grad else None
     grad_b = torch.zeros_like(b, dtype=torch.float32) if wants_grad else None
-    kept = h.new_empty(rows, vocab) if keeps_numerators else None
-    inverses = torch.empty(rows, device=h.device) if keeps_numerators else None
+    # Padding rows keep zero numerators and a zero scale: they add nothing to the gradients.
+    kept = h.new_empty(len(h), vocab) if keeps_numerators else None
+    inverses = torch.zeros(len(h), device=h.device) if keeps_numerators else None
+    if keeps_numerators:
+        kept[rows:].zero_()
     for start in range(0, rows, chunk):
         valid = slice(start, min(start + chunk, rows))
         h_c, y_c = h[start : start + chunk], labels[valid]
@@ -139,13 +144,13 @@ def _chunks(h, w, b, labels, wants_grad):
             inverses[valid] = sums.reciprocal()
             _add_bias_gradient(grad_b, numerators, inverses[valid], y_c)
             kept[valid] = numerators
-            sum_e_w = torch.mm(kept[valid], w)  # sum_v e_v w_v
+            sum_e_w = torch.mm(kept[start : start + chunk], w)[: len(y_c)]  # sum_v e_v w_v
             grad_h[valid] = sum_e_w.mul_(inverses[valid, None].to(h.dtype)).sub_(w[y_c])
         elif wants_grad:
             _add_gradients(products, sums, h_c, y_c, w, grad_h[valid], grad_w, grad_b)
     if keeps_numerators:
         # (H, N) x (N, V): the numerators untransposed (mm copies a transposed bf16 operand).
-        scaled = (h[:rows] * inverses[:, None].to(h.dtype)).t().contiguous()
+        scaled = (h * inverses[:, None].to(h.dtype)).t().contiguous()
         grad_w.copy_(torch.mm(scaled, kept).t())
         grad_w.index_add_(0, labels, h[:rows].float(), alpha=-1)
     return total, predictions, (grad_h, grad_w, grad_b) if wants_grad else ()

@@ -153,6 +153,26 @@ def test_onednn_sees_row_counts_in_multiples_of_16_whatever_the_batch(monkeypatc
     assert torch.equal(predictions, logits.argmax(-1))
 
 
+def test_bf16_products_see_row_counts_in_multiples_of_16_whatever_the_batch(monkeypatch):
+    """torch.mm's bf16 products on a CPU are oneDNN's, which compiles a kernel per shape."""
+    shapes = []
+    mm = torch.mm
+
+    def recording_mm(a, b):
+        shapes.append((tuple(a.shape), tuple(b.shape)))
+        return mm(a, b)
+
+    monkeypatch.setattr(torch, "mm", recording_mm)
+    monkeypatch.setitem(lce.CHUNK_ELEMENTS, "cpu", 20 * VOCAB)  # chunks of 20 -> 32 rows
+    hidden, weight, b, labels = inputs()  # 50 rows: 32 + 18 padded to 32
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss, _ = linear_cross_entropy(hidden, weight, b, labels)
+    loss.backward()
+    rows = [a[0] for a, _ in shapes if a[1] in (HIDDEN, VOCAB)]  # logits, hidden gradient
+    assert rows == [32, 32, 32, 32]
+    assert shapes[-1] == ((HIDDEN, 64), (64, VOCAB))  # the weight's gradient, all rows
+
+
 def test_float32_products_on_a_cpu_go_through_onednn_where_pytorch_has_it():
     assert (lce.ONEDNN_LINEAR is not None) == torch.backends.mkldnn.is_available()
 
