@@ -58,8 +58,10 @@ def native_bf16_note(precision: str, flags: str | None = None) -> str | None:
     `flags`: /proc/cpuinfo's flags line (read when None); where it cannot be read (not
     Linux) nothing is said.
     """
+    if precision != "bf16":
+        return None
     flags = cpuinfo("flags") if flags is None else flags
-    if precision != "bf16" or not flags or BF16_CPU_FLAGS & set(flags.split()):
+    if not flags or BF16_CPU_FLAGS & set(flags.split()):
         return None
     return (
         "note: this CPU has no bf16 matrix instructions (AMX, AVX512-BF16): --precision bf16 "
