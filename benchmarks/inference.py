@@ -1,7 +1,8 @@
 """CPU inference: bertlab-predict's path (PyTorch eager, ONNX Runtime fp32, ONNX Runtime int8)
 and bertlab-embed's encoder against transformers on the same batches; int8's accuracy change.
-On a CPU with bf16 instructions (AMX, AVX512-BF16) also `--precision bf16`, with its share
-of the bf16 matmul rate and its accuracy change.
+On a CPU with bf16 instructions (AMX, AVX512-BF16) also `--precision bf16` against
+transformers' model in bf16 (`torch_dtype=torch.bfloat16`, its documented bf16 inference),
+with their shares of the bf16 matmul rate, and bf16's accuracy change.
 
 python benchmarks/inference.py                         # model=base, batch 1 and 32, sequence 128
 python benchmarks/inference.py --repetitions 1 --batch-sizes 1    # a smoke run
@@ -77,6 +78,7 @@ from bertlab.tokenizer import train_wordpiece
 VOCAB_SIZE = 30_522  # bert-base-uncased's
 ARCHITECTURE_KEYS = {key for key in BertConfig.__dataclass_fields__}
 BF16_SIDE = "bertlab torch bf16"
+HF_BF16_SIDE = "transformers bf16"
 
 
 def native_bf16() -> bool:
@@ -169,6 +171,17 @@ def prediction_sides(module, hf_model, onnx_models, inputs, bf16: bool) -> dict:
     sides |= {name: run_bertlab(model) for name, model in onnx_models.items()}
     if bf16:  # a copy: --precision bf16 casts the linear layers' weights
         sides[BF16_SIDE] = run_bertlab(torch_task_model(copy.deepcopy(module), "bf16"))
+        # transformers' documented bf16 inference: the model in bf16 (torch_dtype=bfloat16)
+        hf_bf16 = copy.deepcopy(hf_model).to(torch.bfloat16)
+
+        def run_transformers_bf16() -> int:
+            with torch.inference_mode():
+                for batch in inputs:
+                    probabilities = hf_bf16(**batch).logits.float().softmax(-1)
+                    [int(i) for i in probabilities.argmax(-1)]
+            return samples
+
+        sides[HF_BF16_SIDE] = run_transformers_bf16
     return sides
 
 
@@ -231,6 +244,7 @@ def throughput(args: argparse.Namespace, limit: MatmulLimit, work: Path) -> None
         rates = interleaved_rates(sides, args.repetitions, limit=limit)
         print(limit)
         bf16_rate = rates.pop(BF16_SIDE, None)
+        hf_bf16_rate = rates.pop(HF_BF16_SIDE, None)
         report(title, rates, "bertlab torch", "onnx fp32", flops, limit.rate)
         for name in ("onnx fp32 (optimizer graph)", "onnx int8", "transformers (SDPA)"):
             print(f"  ratio {name} / bertlab torch: {rates[name] / rates['bertlab torch']:.2f}x")
@@ -241,7 +255,12 @@ def throughput(args: argparse.Namespace, limit: MatmulLimit, work: Path) -> None
                 f"  {BF16_SIDE:<28} {bf16_rate:10.1f} samples/s  "
                 f"{share_line(bf16_rate, flops, bf16_limit.rate)} (bf16)"
             )
+            print(
+                f"  {HF_BF16_SIDE:<28} {hf_bf16_rate:10.1f} samples/s  "
+                f"{share_line(hf_bf16_rate, flops, bf16_limit.rate)} (bf16)"
+            )
             print(f"  ratio {BF16_SIDE} / bertlab torch: {bf16_rate / rates['bertlab torch']:.2f}x")
+            print(f"  ratio {BF16_SIDE} / {HF_BF16_SIDE}: {bf16_rate / hf_bf16_rate:.2f}x")
         title = (
             f"bertlab-embed encoder, model={args.model}, batch {batch_size}, "
             f"sequence {args.sequence}"
