@@ -160,28 +160,25 @@ def prediction_sides(module, hf_model, onnx_models, inputs, bf16: bool) -> dict:
 
         return run
 
-    def run_transformers() -> int:
-        with torch.inference_mode():
-            for batch in inputs:
-                probabilities = hf_model(**batch).logits.float().softmax(-1)
-                [int(i) for i in probabilities.argmax(-1)]
-        return samples
+    def run_transformers(model):
+        def run() -> int:
+            with torch.inference_mode():
+                for batch in inputs:
+                    probabilities = model(**batch).logits.float().softmax(-1)
+                    [int(i) for i in probabilities.argmax(-1)]
+            return samples
 
-    sides = {"transformers (SDPA)": run_transformers, "bertlab torch": run_bertlab(bertlab_torch)}
+        return run
+
+    sides = {
+        "transformers (SDPA)": run_transformers(hf_model),
+        "bertlab torch": run_bertlab(bertlab_torch),
+    }
     sides |= {name: run_bertlab(model) for name, model in onnx_models.items()}
     if bf16:  # a copy: --precision bf16 casts the linear layers' weights
         sides[BF16_SIDE] = run_bertlab(torch_task_model(copy.deepcopy(module), "bf16"))
         # transformers' documented bf16 inference: the model in bf16 (torch_dtype=bfloat16)
-        hf_bf16 = copy.deepcopy(hf_model).to(torch.bfloat16)
-
-        def run_transformers_bf16() -> int:
-            with torch.inference_mode():
-                for batch in inputs:
-                    probabilities = hf_bf16(**batch).logits.float().softmax(-1)
-                    [int(i) for i in probabilities.argmax(-1)]
-            return samples
-
-        sides[HF_BF16_SIDE] = run_transformers_bf16
+        sides[HF_BF16_SIDE] = run_transformers(copy.deepcopy(hf_model).to(torch.bfloat16))
     return sides
 
 
