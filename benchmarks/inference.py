@@ -67,11 +67,10 @@ from bertlab.inference.onnx_runtime import (
     optimizer_graph,
     session_forward,
 )
-from bertlab.inference.precision import BF16_CPU_FLAGS
+from bertlab.inference.precision import has_native_bf16
 from bertlab.inference.predict import predict
 from bertlab.inference.task_model import torch_task_model
 from bertlab.model import BertConfig, BertModel
-from bertlab.runtime.cpu import cpuinfo
 from bertlab.tasks.classify import ClassificationModule
 from bertlab.tokenizer import train_wordpiece
 
@@ -79,10 +78,6 @@ VOCAB_SIZE = 30_522  # bert-base-uncased's
 ARCHITECTURE_KEYS = {key for key in BertConfig.__dataclass_fields__}
 BF16_SIDE = "bertlab torch bf16"
 HF_BF16_SIDE = "transformers bf16"
-
-
-def native_bf16() -> bool:
-    return bool(BF16_CPU_FLAGS & set(cpuinfo("flags").split()))
 
 
 def parse_args() -> argparse.Namespace:
@@ -220,7 +215,7 @@ def onnx_models(module, tokenizer, directory: Path, threads: int) -> dict:
 
 
 def throughput(args: argparse.Namespace, limit: MatmulLimit, work: Path) -> None:
-    bf16_limit = MatmulLimit(precision="bf16") if native_bf16() else None
+    bf16_limit = MatmulLimit(precision="bf16") if has_native_bf16() else None
     if bf16_limit is None:
         print("no bf16 instructions on this CPU (amx_bf16, avx512_bf16): no --precision bf16 row")
     settings = model_settings(args.model)
@@ -388,7 +383,7 @@ def accuracy(args: argparse.Namespace, work: Path) -> None:
     gold = [str(row["label"]) for row in rows]
     module, tokenizer = load_module(checkpoint)
     models = {"torch": torch_task_model(copy.deepcopy(module))}
-    if native_bf16():
+    if has_native_bf16():
         models["torch bf16"] = torch_task_model(module, "bf16")
     models["onnx fp32"], _ = load_onnx_task_model(checkpoint, threads=args.threads)
     models["onnx int8"], _ = load_onnx_task_model(checkpoint, "int8", threads=args.threads)

@@ -52,6 +52,13 @@ def autocast(precision: str, device: str = "cpu") -> contextlib.AbstractContextM
     return contextlib.nullcontext()
 
 
+def has_native_bf16(flags: str | None = None) -> bool:
+    """Whether this CPU has bf16 matrix instructions, by /proc/cpuinfo's `flags` line (read
+    when None; '' where it cannot be read, not Linux)."""
+    flags = cpuinfo("flags") if flags is None else flags
+    return bool(BF16_CPU_FLAGS & set(flags.split()))
+
+
 def native_bf16_note(precision: str, flags: str | None = None) -> str | None:
     """A note for the user when bf16 was asked for on a CPU without bf16 instructions.
 
@@ -61,7 +68,7 @@ def native_bf16_note(precision: str, flags: str | None = None) -> str | None:
     if precision != "bf16":
         return None
     flags = cpuinfo("flags") if flags is None else flags
-    if not flags or BF16_CPU_FLAGS & set(flags.split()):
+    if not flags or has_native_bf16(flags):
         return None
     return (
         "note: this CPU has no bf16 matrix instructions (AMX, AVX512-BF16): --precision bf16 "
